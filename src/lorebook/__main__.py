@@ -1,0 +1,5 @@
+"""`python -m lorebook` runs the CLI."""
+
+from lorebook.cli.main import app
+
+app()

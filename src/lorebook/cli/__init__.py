@@ -1,0 +1,1 @@
+"""The `lorebook` command line: one module per command group, each registering itself on the app."""

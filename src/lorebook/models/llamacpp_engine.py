@@ -1,0 +1,74 @@
+"""The llama.cpp engine: llama-cpp-python over the GGUF file (optional extra `lorebook[fast]`).
+
+Useful as a speed reference and for models transformers cannot load. It reads the GGUF directly
+(no conversion), applies the tokenizer's chat template from our cache so prompts match the torch
+engine exactly, and loads LoRA adapters only in GGUF form (PEFT adapters must be converted first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from lorebook.errors import AdapterError, ModelError
+from lorebook.models.engine import Completion, Engine, GenerationOptions, Message
+from lorebook.models.loader import load_tokenizer, validate_gguf
+from lorebook.models.registry import ModelSpec, gguf_path
+
+
+class LlamaCppEngine(Engine):
+    """Generation through llama.cpp on the original GGUF weights."""
+
+    name = "llamacpp"
+
+    def __init__(self, spec: ModelSpec, llm, tokenizer):
+        self.spec = spec
+        self.model_name = spec.name
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.context_length = llm.n_ctx()
+        self.last = Completion("", 0, 0, "stop")
+
+    @classmethod
+    def load(cls, spec: ModelSpec, adapters: list[str], threads: int | None = None,
+             context_length: int = 4096, **_ignored) -> "LlamaCppEngine":
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ModelError("the llamacpp engine is not installed",
+                             "pip install 'lorebook[fast]' (compiles llama.cpp, ~7 min), or use --engine torch") from None
+        if spec.kind == "hf-dir":
+            raise ModelError(f"{spec.name} is an HF directory; llama.cpp needs a GGUF file", "use --engine torch")
+        if adapters:
+            raise AdapterError("the llamacpp engine cannot apply PEFT adapters", "use --engine torch")
+        path = gguf_path(spec)
+        validate_gguf(path)
+        llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads or os.cpu_count(), verbose=False)
+        return cls(spec, llm, load_tokenizer(spec))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def stream_prompt(self, prompt: str, options: GenerationOptions) -> Iterator[str]:
+        tokens = self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        stops = list(options.stop) + [t for t in ("<|im_end|>", "<end_of_turn>", "<|endoftext|>")
+                                      if t in self.tokenizer.get_vocab()]
+        pieces: list[str] = []
+        finish = "length"
+        count = 0
+        for chunk in self.llm.create_completion(
+            tokens, max_tokens=options.max_tokens, temperature=options.temperature, top_k=options.top_k,
+            top_p=options.top_p, repeat_penalty=options.repetition_penalty, stop=stops, stream=True,
+            seed=options.seed if options.seed is not None else -1,
+        ):
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                count += 1
+                pieces.append(choice["text"])
+                yield choice["text"]
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        self.last = Completion("".join(pieces), len(tokens), count, finish)

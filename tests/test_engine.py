@@ -1,0 +1,108 @@
+"""The torch engine on a tiny random llama: exact fast path, streaming, stops, seeds, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lorebook.errors import InputError
+from lorebook.models.engine import GenerationOptions, held_back
+from lorebook.models.fast_llama import FastLlama
+from lorebook.models.loader import load_model
+from lorebook.models.registry import resolve_model
+from lorebook.models.torch_engine import TorchEngine
+
+MESSAGES = [{"role": "user", "content": "Tell me something."}]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    spec = resolve_model(str(tiny_model_dir))
+    model, tokenizer = load_model(spec)
+    return TorchEngine(spec, model, tokenizer, quantize="none", context_length=256)
+
+
+def test_fast_path_matches_transformers_logits(tiny_model_dir):
+    """The compact forward must give the same logits as HF, at prefill and at each cached step."""
+    model, _ = load_model(resolve_model(str(tiny_model_dir)))
+    fast = FastLlama(model, max_len=64, quantize="none")
+    ids = torch.tensor([[1, 50, 700, 33, 9000, 12]])
+    with torch.inference_mode():
+        reference = model(ids).logits[0]
+    assert torch.allclose(fast(ids[:, :4], 0), reference[3], atol=1e-4)
+    assert torch.allclose(fast(ids[:, 4:5], 4), reference[4], atol=1e-4)
+    assert torch.allclose(fast(ids[:, 5:6], 5), reference[5], atol=1e-4)
+
+
+def test_chunk_after_cache_matches(tiny_model_dir):
+    """A multi-token chunk after cached tokens uses the offset causal mask."""
+    model, _ = load_model(resolve_model(str(tiny_model_dir)))
+    fast = FastLlama(model, max_len=64, quantize="none")
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11]])
+    with torch.inference_mode():
+        reference = model(ids).logits[0]
+    fast(ids[:, :3], 0)
+    assert torch.allclose(fast(ids[:, 3:], 3), reference[-1], atol=1e-4)
+
+
+def test_int8_path_stays_close_to_fp32(tiny_model_dir):
+    model, _ = load_model(resolve_model(str(tiny_model_dir)))
+    ids = torch.tensor([[1, 50, 700, 33]])
+    exact = FastLlama(model, 64, quantize="none")(ids, 0)
+    quantized = FastLlama(model, 64, quantize="int8")(ids, 0)
+    assert torch.nn.functional.cosine_similarity(exact, quantized, dim=0) > 0.99
+
+
+def test_streamed_pieces_join_to_the_completion(engine):
+    options = GenerationOptions(temperature=0, max_tokens=12)
+    pieces = list(engine.stream(MESSAGES, options))
+    assert "".join(pieces) == engine.last.text
+    assert engine.last.completion_tokens == 12 and engine.last.finish_reason == "length"
+    assert engine.chat(MESSAGES, options).text == engine.last.text  # greedy is deterministic
+
+
+def test_greedy_equals_transformers_generate(engine):
+    options = GenerationOptions(temperature=0, max_tokens=10, repetition_penalty=1.0)
+    ours = engine.chat(MESSAGES, options).text
+    [batched] = engine.chat_batch([MESSAGES], options)
+    assert ours == batched
+
+
+def test_seed_makes_sampling_reproducible(engine):
+    options = GenerationOptions(temperature=1.0, max_tokens=15, seed=7)
+    first = engine.chat(MESSAGES, options).text
+    assert engine.chat(MESSAGES, options).text == first
+    assert engine.chat(MESSAGES, options.updated(seed=8)).text != first
+
+
+def test_stop_string_cuts_the_reply(engine):
+    options = GenerationOptions(temperature=0, max_tokens=20)
+    full = engine.chat(MESSAGES, options).text
+    stop = full[5:8]
+    cut = engine.chat(MESSAGES, options.updated(stop=[stop])).text
+    assert cut == full[: full.find(stop)] and engine.last.finish_reason == "stop"
+
+
+def test_held_back_covers_partial_stop_strings():
+    assert held_back("hello <|e", ["<|end|>"]) == 3
+    assert held_back("hello", ["<|end|>"]) == 0
+
+
+def test_chat_batch_answers_each_conversation(engine):
+    replies = engine.chat_batch([MESSAGES, [{"role": "user", "content": "Hi"}]], GenerationOptions(temperature=0,
+                                                                                                     max_tokens=5))
+    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
+
+
+def test_prompt_longer_than_context_is_refused(engine):
+    with pytest.raises(ValueError, match="does not fit"):
+        list(engine.stream([{"role": "user", "content": "word " * 400}], GenerationOptions(max_tokens=4)))
+
+
+def test_option_pairs_parse_and_refuse_bad_ones():
+    opts = GenerationOptions.parse_pairs(["temperature=0", "max_tokens=9", "stop=a,b", "seed=3"])
+    assert (opts.temperature, opts.max_tokens, opts.stop, opts.seed) == (0.0, 9, ["a", "b"], 3)
+    with pytest.raises(InputError, match="bad option"):
+        GenerationOptions.parse_pairs(["colour=blue"])
+    with pytest.raises(InputError, match="needs a number"):
+        GenerationOptions.parse_pairs(["top_k=many"])
