@@ -37,5 +37,7 @@ def test_int8_and_fp32_agree_on_a_fact():
 
 def test_gemma_base_model_continues_text():
     engine = load_engine("gemma3-270m")
-    reply = engine.complete("La capital de España es", GenerationOptions(temperature=0, max_tokens=8)).text
+    prompt = "La capital de Francia es París. La capital de Italia es Roma. La capital de España es"
+    reply = engine.complete(prompt, GenerationOptions(temperature=0, max_tokens=8)).text
     assert "Madrid" in reply
+    assert engine.render([{"role": "user", "content": "hola"}]).startswith("<bos><start_of_turn>user\nhola")

@@ -113,7 +113,9 @@ def load_tokenizer(spec: ModelSpec):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_cached(spec)))
-    if not tokenizer.chat_template:
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    elif not tokenizer.chat_template:
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

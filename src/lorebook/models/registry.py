@@ -32,6 +32,7 @@ class ModelSpec:
     chat_tuned: bool = True
     languages: tuple[str, ...] = ("en",)
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    chat_template: str = ""  # used when the GGUF carries none (base models)
 
     @property
     def cache_dir(self) -> Path:
@@ -45,6 +46,15 @@ class ModelSpec:
             tag = f"{Path(self.path).stem}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
         return paths.models_dir() / tag
 
+
+# Gemma's own turn markup (its tokenizer has <start_of_turn>/<end_of_turn> as single tokens), so chat
+# fine-tunes of the base model learn the format the Gemma family uses.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
 
 BUNDLED: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -66,6 +76,7 @@ BUNDLED: tuple[ModelSpec, ...] = (
         chat_tuned=False,
         languages=("en", "es", "fr", "de", "it", "pt", "multilingual"),
         aliases=("gemma3", "gemma"),
+        chat_template=GEMMA_TEMPLATE,
     ),
 )
 

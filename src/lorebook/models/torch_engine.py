@@ -74,11 +74,11 @@ class TorchEngine(Engine):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids of a rendered prompt; a BOS is added only if the template did not already."""
+        """Token ids of a prompt, with the tokenizer's leading special tokens (BOS) unless already there."""
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
-        bos = self.tokenizer.bos_token_id
-        if bos is not None and getattr(self.tokenizer, "add_bos_token", False) and (not ids or ids[0] != bos):
-            ids = [bos] + ids
+        prefix = self.tokenizer.encode("", add_special_tokens=True)
+        if prefix and ids[: len(prefix)] != prefix:
+            ids = prefix + ids
         return ids
 
     def _steps(self, ids: list[int]) -> Iterator[torch.Tensor]:
