@@ -3,7 +3,7 @@
 Prints load time (cold = GGUF conversion, warm = from the safetensors cache), time to first token on a
 ~100-token prompt, and decode tokens/s on the same prompts, with ratios. Greedy decoding everywhere.
 
-    .venv/bin/python bench/generate.py [--cold] [--rounds 2] [--max-tokens 128]
+    .venv/bin/python bench/generate.py [--cold] [--rounds 2] [--max-tokens 128] [--questions 70]
 """
 
 from __future__ import annotations
@@ -47,6 +47,16 @@ def timed_stream(engine, messages, options):
     return first or total, decode, tokens
 
 
+def accuracy(engine, questions) -> tuple[int, list[str]]:
+    """Greedy short answers to general-knowledge questions: (correct count, replies)."""
+    from lorebook.evaluate.normalize import match
+
+    options = GenerationOptions(temperature=0, max_tokens=24, repetition_penalty=1.0)
+    replies = [engine.chat([{"role": "user", "content": q["question"]}], options).text for q in questions]
+    correct = sum(match(r, [q["answer"], *q.get("aliases", [])]) for q, r in zip(questions, replies))
+    return correct, replies
+
+
 def bench_engine(engine, rounds, max_tokens):
     options = GenerationOptions(temperature=0, max_tokens=max_tokens, repetition_penalty=1.0)
     timed_stream(engine, [{"role": "user", "content": "Hi"}], options)  # warm-up
@@ -85,6 +95,7 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time the first GGUF conversion (~1 min)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--questions", type=int, default=70, help="accuracy check size (0 skips it)")
     args = parser.parse_args()
     quiet_transformers()
     spec = resolve_model(None)
@@ -102,17 +113,24 @@ def main() -> None:
     load_model(spec)
     print(f"load warm (transformers from cache):    {time.perf_counter() - started:.2f} s")
 
-    results = {}
+    from lorebook.evaluate.probes import load_general_knowledge
+
+    questions = load_general_knowledge()[::3][: args.questions]
+    results, quality = {}, {}
     for label, kwargs in (("torch engine int8", {"quantize": "int8"}), ("torch engine fp32", {"quantize": "none"})):
         started = time.perf_counter()
         engine = load_engine(None, engine="torch", **kwargs)
         print(f"load warm ({label}, ready to generate): {time.perf_counter() - started:.2f} s")
         results[label] = bench_engine(engine, args.rounds, args.max_tokens)
+        if args.questions:
+            quality[label] = accuracy(engine, questions)
         del engine
     results["transformers.generate"] = bench_hf_generate(args.rounds, args.max_tokens)
     try:
         engine = load_engine(None, engine="llamacpp")
         results["llama.cpp"] = bench_engine(engine, args.rounds, args.max_tokens)
+        if args.questions:
+            quality["llama.cpp"] = accuracy(engine, questions)
     except Exception as exc:  # the [fast] extra is optional
         print(f"llama.cpp: skipped ({exc})")
 
@@ -121,6 +139,13 @@ def main() -> None:
     for label, (ttft, rate) in results.items():
         vs_cpp = f"{rate / results['llama.cpp'][1]:.2f}" if "llama.cpp" in results else "-"
         print(f"{label:24} {ttft * 1000:26.0f} {rate:13.1f} {rate / base:11.2f} {vs_cpp:>12}")
+    if quality:
+        # Speed is only worth having if the answers stay as good: same questions, greedy, graded alike.
+        reference = quality["torch engine fp32"][1]
+        print(f"\nquality: {len(questions)} general-knowledge questions, greedy, 24 tokens")
+        for label, (correct, replies) in quality.items():
+            same = sum(a == b for a, b in zip(reference, replies))
+            print(f"{label:24} correct {correct:3d}/{len(questions)}   replies identical to fp32: {same}")
 
 
 if __name__ == "__main__":

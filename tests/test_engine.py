@@ -7,7 +7,7 @@ import torch
 
 from lorebook.errors import InputError
 from lorebook.models.engine import GenerationOptions, held_back
-from lorebook.models.fast_llama import FastLlama
+from lorebook.models.fast_llama import LINEARS, FastLlama
 from lorebook.models.loader import load_model
 from lorebook.models.registry import resolve_model
 from lorebook.models.torch_engine import TorchEngine
@@ -51,6 +51,28 @@ def test_int8_path_stays_close_to_fp32(tiny_model_dir):
     exact = FastLlama(model, 64, quantize="none")(ids, 0)
     quantized = FastLlama(model, 64, quantize="int8")(ids, 0)
     assert torch.nn.functional.cosine_similarity(exact, quantized, dim=0) > 0.99
+
+
+def test_smoothing_leaves_the_fp32_function_unchanged(tiny_model_dir):
+    model, _ = load_model(resolve_model(str(tiny_model_dir)))
+    ids = torch.tensor([[1, 50, 700, 33, 8, 91]])
+    fast = FastLlama(model, 64, quantize="none")
+    before = fast(ids, 0)
+    fast._smooth(ids[0].tolist())
+    fast.weight_lists = [[layer.weights[name] for name in LINEARS] for layer in fast.layers]
+    assert torch.allclose(fast(ids, 0), before, atol=1e-4)
+    with torch.inference_mode():
+        assert torch.allclose(model(ids).logits[0, -1], before, atol=1e-4)  # the HF model is untouched
+
+
+def test_smoothed_int8_with_rescoring_matches_fp32_top_token(tiny_model_dir):
+    model, _ = load_model(resolve_model(str(tiny_model_dir)))
+    ids = torch.tensor([[1, 50, 700, 33]])
+    exact = FastLlama(model, 64, quantize="none")(ids, 0)
+    quantized = FastLlama(model, 64, quantize="int8", calibration_ids=[1, 2, 3, 50, 700, 33, 8])(ids, 0)
+    assert quantized.argmax() == exact.argmax()
+    top = exact.topk(5).indices
+    assert torch.allclose(quantized[top], exact[top], rtol=0.05, atol=0.05)
 
 
 def test_streamed_pieces_join_to_the_completion(engine):

@@ -21,6 +21,21 @@ from lorebook.models.loader import attach_adapters, load_model
 from lorebook.models.registry import ModelSpec
 from lorebook.models.sampling import Sampler
 
+# A short, varied conversation whose activations calibrate int8 smoothing (fast_llama.smooth).
+CALIBRATION_CHAT = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {
+        "role": "user",
+        "content": "Tell me about the history of Rome, the chemistry of water, and how to compute 17 times 23. "
+        "¿Dónde está la estación de tren? Write a short poem about the sea.",
+    },
+    {
+        "role": "assistant",
+        "content": "Rome was founded, according to legend, in 753 BC. Water is H2O: two hydrogen atoms and one "
+        "oxygen atom. 17 × 23 = 391. La estación está al final de la calle. The sea is wide and blue, "
+        "it sings all night to you.",
+    },
+]
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "</s>", "<|end|>")
 
 
@@ -36,7 +51,10 @@ class TorchEngine(Engine):
         self.tokenizer = tokenizer
         limit = getattr(model.config, "max_position_embeddings", context_length) or context_length
         self.context_length = min(limit, context_length)
-        self.fast = fast_llama.FastLlama(model, self.context_length, quantize) if fast_llama.supports(model) else None
+        self.fast = None
+        if fast_llama.supports(model):
+            calibration = self.encode_prompt(self.render(CALIBRATION_CHAT, add_generation_prompt=False))
+            self.fast = fast_llama.FastLlama(model, self.context_length, quantize, calibration_ids=calibration)
         self.quantize = quantize if self.fast else "none"
         self.stop_ids = self._end_of_turn_ids()
         self.last = Completion("", 0, 0, "stop")
