@@ -43,6 +43,45 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
     ALTER TABLE messages ADD COLUMN seconds REAL;
     """,
+    # 3: evaluation runs and every graded reply (lorebook.evaluate.store); IF NOT EXISTS
+    # because builds before this migration created these tables on their own
+    """
+    CREATE TABLE IF NOT EXISTS eval_runs (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL DEFAULT 'running',
+        model TEXT NOT NULL,
+        adapters TEXT NOT NULL DEFAULT '[]',
+        persona TEXT,
+        notebook TEXT,
+        pack TEXT NOT NULL,
+        probe_hash TEXT NOT NULL,
+        config TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        baseline_run INTEGER REFERENCES eval_runs(id),
+        metrics TEXT,
+        seconds REAL
+    );
+    CREATE INDEX IF NOT EXISTS eval_runs_by_fingerprint ON eval_runs(fingerprint, status);
+    CREATE TABLE IF NOT EXISTS eval_items (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        format TEXT NOT NULL,
+        question TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        expected TEXT NOT NULL,
+        aliases TEXT NOT NULL,
+        counterfactual INTEGER NOT NULL DEFAULT 0,
+        reply TEXT NOT NULL,
+        match_grade INTEGER,
+        judge_grade INTEGER,
+        UNIQUE(run_id, key)
+    );
+    """,
 ]
 
 
