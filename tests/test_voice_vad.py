@@ -1,0 +1,50 @@
+"""End-of-utterance detection with the real Silero VAD on real (espeak-ng) speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lorebook.voice.audio import SAMPLE_RATE, resample
+from lorebook.voice.tts import EspeakSpeaker
+from lorebook.voice.vad import EndpointDetector, VadConfig, find_utterance
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    samples, chunks = EspeakSpeaker("en").say("Hello there, how are you doing today?")
+    return resample(samples.astype(np.float32) / 32768.0, chunks[0].sample_rate, SAMPLE_RATE)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def test_finds_the_end_of_speech_close_to_where_it_is(speech):
+    audio = np.concatenate([silence(1.0), speech, silence(2.0)])
+    event = find_utterance(audio)
+    true_end = 1.0 + np.nonzero(np.abs(speech) > 0.02)[0][-1] / SAMPLE_RATE  # espeak pads with silence
+    assert event is not None and event.kind == "utterance"
+    assert abs(event.time - true_end) < 0.3
+    assert event.decided_at - event.time == pytest.approx(0.4, abs=0.1)  # the end_silence_ms wait
+    assert speech.size * 0.8 < event.audio.size < speech.size + 0.5 * SAMPLE_RATE
+
+
+def test_streaming_in_odd_block_sizes_gives_two_utterances(speech):
+    audio = np.concatenate([silence(0.5), speech, silence(1.0), speech, silence(1.0)])
+    detector = EndpointDetector(VadConfig(end_silence_ms=500))
+    kinds = []
+    for start in range(0, audio.size, 777):
+        kinds += [e.kind for e in detector.feed(audio[start:start + 777])]
+    assert kinds == ["speech_start", "utterance", "speech_start", "utterance"]
+
+
+def test_silence_and_noise_are_not_speech():
+    rng = np.random.default_rng(0)
+    assert find_utterance(silence(3.0)) is None
+    assert find_utterance((0.01 * rng.standard_normal(3 * SAMPLE_RATE)).astype(np.float32)) is None
+
+
+def test_speech_that_runs_to_the_end_of_the_file_still_counts(speech):
+    event = find_utterance(np.concatenate([silence(0.3), speech]))
+    assert event is not None and event.audio.size > speech.size * 0.8
