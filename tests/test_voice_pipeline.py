@@ -127,3 +127,31 @@ def test_persona_picks_language_voice_and_keeps_history_after_interruption(tiny_
             pipeline.cancel()
     roles = [m["role"] for m in pipeline.session.conversation.messages()]
     assert roles == ["system", "user", "assistant"]  # the cut-off answer is kept, so turns still alternate
+
+
+class CountingTranscriber:
+    """Wraps the real transcriber and counts calls, to see whether a speculative transcript is reused."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def transcribe(self, audio):
+        self.calls += 1
+        return self.inner.transcribe(audio)
+
+
+def test_transcript_started_at_the_pause_is_reused_only_for_the_same_utterance(speaker, transcriber, question):
+    from lorebook.voice.vad import EndpointDetector
+
+    counting = CountingTranscriber(transcriber)
+    pipeline = VoicePipeline(FakeModel().reply, counting, speaker)
+    audio = np.concatenate([np.zeros(8000, np.float32), question, np.zeros(16000, np.float32)])
+    events = list(EndpointDetector(pipeline.vad_config).feed(audio))
+    pause = [e for e in events if e.kind == "pause"][-1]
+    utterance = next(e for e in events if e.kind == "utterance")
+    pipeline.speculate(pause)
+    transcript = next(iter(pipeline.respond(utterance.audio, speech_end=utterance.time)))
+    assert "capital of france" in transcript.transcript.text.lower() and counting.calls == 1
+    pipeline.speculate(pause)  # speech went on after this pause: a later end of speech
+    next(iter(pipeline.respond(utterance.audio, speech_end=utterance.time + 1.0)))
+    assert counting.calls == 3

@@ -33,10 +33,17 @@ def test_finds_the_end_of_speech_close_to_where_it_is(speech):
 def test_streaming_in_odd_block_sizes_gives_two_utterances(speech):
     audio = np.concatenate([silence(0.5), speech, silence(1.0), speech, silence(1.0)])
     detector = EndpointDetector(VadConfig(end_silence_ms=500))
-    kinds = []
+    events = []
     for start in range(0, audio.size, 777):
-        kinds += [e.kind for e in detector.feed(audio[start:start + 777])]
-    assert kinds == ["speech_start", "utterance", "speech_start", "utterance"]
+        events += detector.feed(audio[start:start + 777])
+    kinds = [e.kind for e in events]
+    assert [k for k in kinds if k != "pause"] == ["speech_start", "utterance", "speech_start", "utterance"]
+    # Each utterance is announced by a pause at the same end of speech, early enough to start STT on it.
+    for index, event in enumerate(events):
+        if event.kind == "utterance":
+            pause = [e for e in events[:index] if e.kind == "pause"][-1]
+            assert pause.time == event.time and event.decided_at - pause.decided_at > 0.35
+            assert pause.audio.size <= event.audio.size
 
 
 def test_silence_and_noise_are_not_speech():

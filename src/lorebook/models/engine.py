@@ -35,7 +35,8 @@ class GenerationOptions:
 
     @classmethod
     def help_lines(cls) -> list[str]:
-        return [f"{f.name}={f.default!r}: {f.metadata['help']}" for f in dataclasses.fields(cls)]
+        defaults = cls()
+        return [f"{f.name}={getattr(defaults, f.name)!r}: {f.metadata['help']}" for f in dataclasses.fields(cls)]
 
     @classmethod
     def parse_pairs(cls, pairs: list[str], base: "GenerationOptions | None" = None) -> "GenerationOptions":

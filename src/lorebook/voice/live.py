@@ -51,9 +51,11 @@ def converse(pipeline: VoicePipeline, on_event: Callable[[Event], None], turns: 
     with sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=FRAME, callback=on_audio):
         while turns is None or done_turns < turns:
             for vad_event in detector.feed(mic.get()):
+                if vad_event.kind == "pause":
+                    pipeline.speculate(vad_event)
                 if vad_event.kind != "utterance":
                     continue
-                _turn(pipeline, vad_event.audio, on_event, sd if has_out else None, mic, detector)
+                _turn(pipeline, vad_event, on_event, sd if has_out else None, mic, detector)
                 done_turns += 1
 
 
@@ -64,7 +66,7 @@ def _turn(pipeline, utterance, on_event, sd, mic, detector) -> None:
 
     def work():
         try:
-            for event in pipeline.respond(utterance):
+            for event in pipeline.respond(utterance.audio, speech_end=utterance.time):
                 on_event(event)
                 if isinstance(event, AudioEvent):
                     playback.put(event.chunk)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +82,8 @@ class VoicePipeline:
         self.vad_config = vad_config or VadConfig()
         self.session = session  # the ChatSession behind `reply`, if any (to record interrupted answers)
         self._cancel = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._speculation = None  # (speech end time, Future[Transcript]) from the latest pause
 
     @classmethod
     def for_persona(cls, persona: str | None = None, model: str | None = None, adapters: list[str] | None = None,
@@ -117,11 +120,29 @@ class VoicePipeline:
         """Barge-in: stop the turn in progress (safe to call from another thread)."""
         self._cancel.set()
 
-    def respond(self, audio: np.ndarray) -> Iterator[Event]:
-        """One turn from an end-pointed utterance (16 kHz mono float32)."""
+    def speculate(self, pause: VadEvent) -> None:
+        """Start transcribing at a pause in speech, before the detector has decided the utterance ended.
+
+        If the utterance that follows ends at the same moment (nobody spoke again), `respond` uses this
+        transcript instead of starting over; otherwise it is discarded. Runs in a worker thread so the
+        caller keeps feeding the detector.
+        """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="speculative-stt")
+        self._speculation = (pause.time, self._pool.submit(self.transcriber.transcribe, pause.audio))
+
+    def respond(self, audio: np.ndarray, speech_end: float | None = None) -> Iterator[Event]:
+        """One turn from an end-pointed utterance (16 kHz mono float32).
+
+        `speech_end` (the utterance event's `time`) lets a transcript started by `speculate` be reused.
+        """
         self._cancel.clear()
         started = time.perf_counter()
-        transcript = self.transcriber.transcribe(audio)
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None and speech_end is not None and speculation[0] == speech_end:
+            transcript = speculation[1].result()
+        else:
+            transcript = self.transcriber.transcribe(audio)
         yield TranscriptEvent(transcript)
         if not transcript.text.strip():
             raise InputError("no speech recognized in the question audio",

@@ -4,6 +4,8 @@ A live conversation needs to know, as audio arrives, when the user has *finished
 scores each 32 ms frame (512 samples at 16 kHz) with a speech probability while carrying its recurrent
 state (h, c) and 64 samples of context from frame to frame. `EndpointDetector` turns those scores into
 events: speech started (used for barge-in) and utterance ended (after `end_silence_ms` of silence).
+In between, after `speculate_ms` of silence, a "pause" event carries the utterance so far: transcribing
+it while the detector waits out the rest of the silence hides most of the STT time from the user.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class VadConfig:
     end_silence_ms: int = field(default=400, metadata={"help": "silence that ends an utterance (ms)"})
     min_speech_ms: int = field(default=200, metadata={"help": "shorter bursts are ignored (clicks, coughs) (ms)"})
     pad_ms: int = field(default=200, metadata={"help": "audio kept before speech starts (ms)"})
+    speculate_ms: int = field(
+        default=96, metadata={"help": "silence after which transcription starts speculatively (ms; 0 = off)"}
+    )
 
 
 class SileroVad:
@@ -60,7 +65,7 @@ class SileroVad:
 
 @dataclass
 class VadEvent:
-    """`kind` is "speech_start" or "utterance"; `audio` (utterance only) is the speech with padding.
+    """`kind` is "speech_start", "pause" or "utterance"; `audio` (pause, utterance) is the speech with padding.
 
     `time` is the stream position in seconds where it happened: for an utterance, the end of speech
     (the detector decides `end_silence_ms` later, at `decided_at`).
@@ -104,6 +109,7 @@ class EndpointDetector:
         end_frames = max(1, int(cfg.end_silence_ms / ms_per_frame))
         min_frames = max(1, int(cfg.min_speech_ms / ms_per_frame))
         pad_frames = max(0, int(cfg.pad_ms / ms_per_frame))
+        pause_frames = int(cfg.speculate_ms / ms_per_frame) if cfg.speculate_ms else 0
         data = np.concatenate([self._leftover, audio.astype(np.float32, copy=False)])
         usable = data.size // FRAME * FRAME
         self._leftover = data[usable:]
@@ -129,9 +135,11 @@ class EndpointDetector:
                     yield VadEvent("speech_start", self._position / SAMPLE_RATE)
             else:
                 self._silent_frames += 1
+                if self._silent_frames == pause_frames < end_frames and self._speech_frames >= min_frames:
+                    yield VadEvent("pause", self._speech_end(), np.concatenate(self._frames), self._position / SAMPLE_RATE)
                 if self._silent_frames >= end_frames:
                     if self._speech_frames >= min_frames:
-                        end = (self._position - self._silent_frames * FRAME) / SAMPLE_RATE
+                        end = self._speech_end()
                         # Trailing silence beyond the padding only costs STT time: drop it.
                         trailing = max(0, self._silent_frames - pad_frames) * FRAME
                         utterance = np.concatenate(self._frames)
@@ -139,6 +147,9 @@ class EndpointDetector:
                         yield VadEvent("utterance", end, utterance, self._position / SAMPLE_RATE)
                     self._speaking = False
                     self._frames = self._frames[-pad_frames:] if pad_frames else []
+
+    def _speech_end(self) -> float:
+        return (self._position - self._silent_frames * FRAME) / SAMPLE_RATE
 
     def flush(self) -> Iterator[VadEvent]:
         """End of stream: an utterance still open counts as finished."""
