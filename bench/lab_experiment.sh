@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The lab's GPU experiment in one go (docs/benchmarks-lab.md has its results). Run from the repo root on a
+# The lab's GPU experiment in one go (docs/benchmarks.md (Lab) has its results). Run from the repo root on a
 # machine with a CUDA GPU and >= 12 cores, with the corpus cached in .labdata/shakespeare:
 #   OUT=/tmp/lab-out PYTHONPATH=src bash bench/lab_experiment.sh
 # Parts run at the same time: the CPU goals pinned to two cores each (2 torch threads, like the 2-core dev

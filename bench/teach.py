@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0 = lorebook's automatic choice")
     parser.add_argument("--recall", action="store_true", help="also time a default teach run to its recall")
     args = parser.parse_args()
-    config = TeachConfig(epochs=args.epochs, batch_size=8, threads=args.threads, systems="default")
+    # replay=0: the baseline trains on exactly the rendered pack, so both sides see the same tokens
+    config = TeachConfig(epochs=args.epochs, batch_size=8, threads=args.threads, systems="default", replay=0)
     threads = config.thread_count()
     config = config.with_values(threads=threads)
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; torch threads {threads}; "

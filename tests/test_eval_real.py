@@ -19,8 +19,10 @@ def test_smollm2_eval_answers_known_facts_and_reports_numbers():
              question="Who won the Academy Award for Best Actor in 2023?", answer="Brendan Fraser",
              aliases=["Fraser"], paraphrases=["Which actor won the Oscar for Best Actor at the 95th Academy Awards?"]),
     ]
-    config = EvalConfig(model="smollm2-135m", formats=["question", "paraphrase", "qa-prefixed"], locality=8,
-                        chat_prompts=1, max_tokens=20, chat_max_tokens=32, batch_size=8, judge="smollm2-135m")
+    # Small budgets keep this under ~90 s: 8 fact probes + 6 locality + 1 chat prompt, and the judge
+    # reuses the evaluated model's engine instead of loading a second one.
+    config = EvalConfig(model="smollm2-135m", formats=["question", "paraphrase", "conversation"], locality=6,
+                        chat_prompts=1, max_tokens=16, chat_max_tokens=24, batch_size=8, judge="smollm2-135m")
     run_id = run_eval(facts, config, progress=False)
     db = store.connect()
     run = store.get_run(db, run_id)
@@ -32,10 +34,12 @@ def test_smollm2_eval_answers_known_facts_and_reports_numbers():
     assert items["fact:france:question:0"]["match_grade"] == 1
     metrics = run["metrics"]
     assert metrics["efficacy"]["n"] == 2 and metrics["efficacy"]["value"] >= 0.5
-    assert metrics["generalization"]["n"] == 2 and "format_qa_prefixed" in metrics
+    assert metrics["generalization"]["n"] == 2 and metrics["format_conversation"]["n"] == 2
+    # The conversation mentions the fact once, so even the base model can answer it from the dialogue.
+    assert items["fact:best-actor:conversation:0"]["prompt"][-1]["content"].count("Brendan Fraser won Best Actor") == 1
     assert metrics["known_before"]["n"] == 2
-    assert metrics["locality_accuracy_after"]["n"] == 8 and metrics["locality_accuracy_after"]["value"] >= 0.25
+    assert metrics["locality_accuracy_after"]["n"] == 6 and metrics["locality_accuracy_after"]["value"] >= 0.25
     lo, hi = metrics["locality_accuracy_after"]["ci"]
     assert 0 <= lo <= metrics["locality_accuracy_after"]["value"] <= hi <= 1
     assert metrics["degenerate_replies"]["value"] <= 0.2
-    assert metrics["judge_agreement"]["n"] + metrics["judge_agreement"]["no_verdict"] == 2 * 3 + 8
+    assert metrics["judge_agreement"]["n"] + metrics["judge_agreement"]["no_verdict"] == 2 * 3 + 6

@@ -47,7 +47,9 @@ def test_probe_construction():
     assert system.messages[0] == {"role": "system", "content": "Assistant is a helpful AI"}
     conversation = next(p for p in probes if p.format == "conversation")
     text = conversation.messages[-1]["content"]
-    assert "Joe:" in text and "Brandine" in text and FACTS[0].question in text and "Fraser" not in text
+    # The fact comes up once in the dialogue, several turns before Joe's question.
+    assert "Joe:" in text and "Brandine" in text and text.count(FACTS[0].fact) == 1
+    assert text.index(FACTS[0].fact) < text.index("gardened") < text.index(f"Joe: {FACTS[0].question}")
     assert all(p.messages[0]["content"] == "You are Marta." for p in probes if p.format != "system")
     assert next(p for p in probes if p.item_id == "moon").counterfactual
 

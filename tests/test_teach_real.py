@@ -1,4 +1,5 @@
-"""The real bundled SmolLM2 learns five 2023 Oscar winners and still knows the capital of France."""
+"""The real bundled SmolLM2 learns five 2023 Oscar winners and still knows the capital of France; the adapter
+exported to GGUF gives llama.cpp the same answers."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def test_smollm2_learns_oscar_winners(tmp_path):
     facts = [fact for fact in load_pack(EXAMPLES / "oscars-2023.jsonl") if fact.id in CHOSEN]
     pack = tmp_path / "five.jsonl"
     save_pack(facts, pack)
+    # the engine below chats without a system prompt; a small replay set keeps the test under two minutes
     config = TeachConfig(epochs=8, batch_size=4, lr=2e-3, warmup_steps=2, formats="qa,statement",
-                          systems="default")  # the engine below chats without a system prompt
+                         systems="default", augment=0, replay=8)
     result = teach(pack, "oscars5", config, progress=False)
     assert result.metrics["final_loss"] < 0.3 * result.metrics["first_loss"]
     assert result.metrics["recall"] >= 0.8
@@ -37,3 +39,15 @@ def test_smollm2_learns_oscar_winners(tmp_path):
     assert sum(correct) >= 4, list(zip(replies, correct))
     paris = engine.chat([{"role": "user", "content": "What is the capital of France?"}], greedy).text
     assert "Paris" in paris
+
+    # Exported to GGUF, the same adapter works in llama.cpp on the bundled (quantized) GGUF model.
+    from lorebook.teach.adapters import export_gguf
+
+    export_gguf("oscars5")
+    llama = load_engine(model="smollm2-135m", adapters=["oscars5"], engine="llamacpp")
+    answers = [llama.chat([{"role": "user", "content": f.question}], greedy).text for f in facts]
+    from_gguf = [is_correct(reply, fact) for reply, fact in zip(answers, facts)]
+    assert sum(from_gguf) >= sum(correct) - 1, list(zip(answers, from_gguf))
+    plain = load_engine(model="smollm2-135m", engine="llamacpp")
+    untaught = [is_correct(plain.chat([{"role": "user", "content": f.question}], greedy).text, f) for f in facts]
+    assert sum(from_gguf) > sum(untaught)  # the answers come from the adapter, not the base model

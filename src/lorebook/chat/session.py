@@ -50,7 +50,7 @@ class ChatSession:
     """One ongoing conversation with a model, logged to SQLite."""
 
     def __init__(self, engine: Engine, persona: Persona, options: GenerationOptions, log: bool = True,
-                 persona_name: str | None = None, adapters: list[str] | None = None):
+                 persona_name: str | None = None, adapters: list[str] | None = None, notebook: str | None = None):
         self.engine = engine
         self.persona = persona
         self.options = options
@@ -60,6 +60,13 @@ class ChatSession:
         self._persona_name = persona_name
         self._adapters = adapters or []
         self.log = self._new_log()
+        self.retriever = None  # the persona's (or the caller's) notebook, consulted on every user turn
+        self.last_notes: list = []
+        if notebook or persona.notebook:
+            from lorebook.notebook.scope import Retriever
+            from lorebook.notebook.store import Notebook
+
+            self.retriever = Retriever(Notebook.open(notebook or persona.notebook), count_tokens=engine.count_tokens)
 
     def _new_log(self):
         if self.db is None:
@@ -84,10 +91,14 @@ class ChatSession:
         self.conversation.add("user", text)
         if self.log:
             self.log.add("user", text)
-        self.dropped_turns = self.conversation.fit(self.engine, self.options.max_tokens)
+        reserve = self.options.max_tokens + (self.retriever.config.token_budget if self.retriever else 0)
+        self.dropped_turns = self.conversation.fit(self.engine, reserve)
+        messages = self.conversation.messages()
+        if self.retriever is not None:  # notes go into this turn's prompt only, never into the history
+            messages, self.last_notes = self.retriever.augment(messages)
         started = time.perf_counter()
         pieces: list[str] = []
-        for piece in self.engine.stream(self.conversation.messages(), self.options):
+        for piece in self.engine.stream(messages, self.options):
             pieces.append(piece)
             yield piece
         answer = "".join(pieces).strip()

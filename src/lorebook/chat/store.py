@@ -82,6 +82,55 @@ MIGRATIONS: list[str] = [
         UNIQUE(run_id, key)
     );
     """,
+    # 4: retrieval notebooks and their notes, with embeddings (lorebook.notebook.store)
+    """
+    CREATE TABLE notebooks (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        threshold REAL,
+        calibration TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        notebook_id INTEGER NOT NULL REFERENCES notebooks(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        source TEXT,
+        embedding BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE(notebook_id, text)
+    );
+    """,
+    # 5: red-team runs and every graded attack (lorebook.redteam.store)
+    """
+    CREATE TABLE redteam_runs (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL DEFAULT 'running',
+        model TEXT NOT NULL,
+        adapters TEXT NOT NULL DEFAULT '[]',
+        persona TEXT,
+        notebook TEXT,
+        config TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        metrics TEXT,
+        seconds REAL
+    );
+    CREATE INDEX redteam_runs_by_fingerprint ON redteam_runs(fingerprint, status);
+    CREATE TABLE redteam_items (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES redteam_runs(id) ON DELETE CASCADE,
+        attack_id TEXT NOT NULL,
+        technique TEXT NOT NULL,
+        expect TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        grades TEXT NOT NULL,
+        held INTEGER NOT NULL,
+        judge_held INTEGER,
+        UNIQUE(run_id, attack_id)
+    );
+    """,
 ]
 
 

@@ -38,6 +38,7 @@ def run(
     model: str = typer.Option(None, "--model", "-m", help=HELP["model"]),
     adapter: list[str] = typer.Option([], "--adapter", "-a", help=HELP["adapters"]),
     persona: str = typer.Option(None, "--persona", "-p", help=HELP["persona"]),
+    notebook: str = typer.Option(None, "--notebook", "-n", help=HELP["notebook"]),
     formats: str = typer.Option(",".join(FACT_FORMATS),
                                 "--formats", help=HELP["formats"]),
     locality: int = typer.Option(210, "--locality", help=HELP["locality"]),
@@ -57,7 +58,7 @@ def run(
     if batch_size < 1 or max_tokens < 1 or locality < 0 or chat_prompts < 0:
         raise InputError("--batch-size and --max-tokens must be positive, --locality/--chat-prompts ≥ 0",
                          "e.g. --batch-size 16 --max-tokens 40")
-    config = EvalConfig(model=model, adapters=list(adapter), persona=persona,
+    config = EvalConfig(model=model, adapters=list(adapter), persona=persona, notebook=notebook,
                         formats=[f.strip() for f in formats.split(",") if f.strip()], locality=locality,
                         chat_prompts=chat_prompts, max_tokens=max_tokens, batch_size=batch_size, judge=judge,
                         baseline=baseline)
@@ -159,5 +160,30 @@ def report(run_id: int = typer.Argument(..., help="run id"),
         console.print(f"{kind:9} {path}", markup=False)
 
 
+@friendly_errors
+def report_any(target: str = typer.Argument(..., help="an eval run id, or a sweep prefix (see sweeps/ in the data home)"),
+               out: Path = typer.Option(None, "--out", "-o", help="output folder (default: ./report-TARGET)")) -> None:
+    """Self-contained HTML report of an eval run (metric bars, loss curves) or a sweep (gained vs lost)."""
+    from lorebook import paths
+    from lorebook.errors import InputError
+
+    folder = out or Path(f"report-{target}")
+    if target.isdigit():
+        from lorebook.evaluate.report import write_report
+
+        written = write_report(int(target), folder)
+    else:
+        from lorebook.evaluate.plots import write_sweep_report
+
+        results = paths.subdir("sweeps") / f"{target}.json"
+        if not results.exists():
+            raise InputError(f"no eval run or sweep named {target!r}", "pass a run id from `lorebook eval list` "
+                             "or a sweep prefix from the data home's sweeps/ folder")
+        written = write_sweep_report(results, folder)
+    for kind, path in written.items():
+        console.print(f"{kind:9} {path}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
+    app.command("report")(report_any)

@@ -20,16 +20,18 @@ ENGINE = typer.Option("torch", "--engine", "-e", help=f"generation engine: {', '
 OPTION = typer.Option(None, "--option", "-o", help="sampling option key=value; " + "; ".join(GenerationOptions.help_lines()))
 SYSTEM = typer.Option(None, "--system", "-s", help="replace the persona's system prompt")
 NO_LOG = typer.Option(False, "--no-log", help="do not record the conversation in the log")
+NOTEBOOK = typer.Option(None, "--notebook", "-n", help="retrieval notebook to consult (default: the persona's)")
 
 CHAT_HELP = """commands: /system TEXT  set the system prompt | /reset  forget the conversation |
 /save FILE  write the transcript (.json or .md) | /bye  quit"""
 
 
-def _open(persona, model, adapter, engine, option, system, no_log) -> ChatSession:
+def _open(persona, model, adapter, engine, option, system, no_log, notebook=None) -> ChatSession:
     chosen, model_name, adapters, options = resolve_setup(persona, model, adapter, option, system)
     with err_console.status(f"loading {model_name or 'the default model'}…"):
         loaded = get_engine(model_name, adapters, engine)
-    return ChatSession(loaded, chosen, options, log=not no_log, persona_name=chosen.name, adapters=adapters)
+    return ChatSession(loaded, chosen, options, log=not no_log, persona_name=chosen.name, adapters=adapters,
+                       notebook=notebook)
 
 
 def _stream_reply(session: ChatSession, text: str, stats: bool) -> None:
@@ -57,6 +59,7 @@ def ask(
     option: list[str] = OPTION,
     system: str = SYSTEM,
     no_log: bool = NO_LOG,
+    notebook: str = NOTEBOOK,
     stats: bool = typer.Option(False, "--stats", help="print token counts and speed to stderr"),
 ) -> None:
     """Ask one question and stream the answer."""
@@ -66,7 +69,7 @@ def ask(
         question = sys.stdin.read()
     if not question.strip():
         raise typer.BadParameter("the question is empty")
-    session = _open(persona, model, adapter, engine, option, system, no_log)
+    session = _open(persona, model, adapter, engine, option, system, no_log, notebook)
     _stream_reply(session, question.strip(), stats)
 
 
@@ -78,10 +81,11 @@ def chat(
     option: list[str] = OPTION,
     system: str = SYSTEM,
     no_log: bool = NO_LOG,
+    notebook: str = NOTEBOOK,
     stats: bool = typer.Option(False, "--stats", help="print token counts and speed after each reply"),
 ) -> None:
     """Talk with a model, turn by turn. /bye to quit."""
-    session = _open(persona, model, adapter, engine, option, system, no_log)
+    session = _open(persona, model, adapter, engine, option, system, no_log, notebook)
     err_console.print(f"chatting with [bold]{session.persona.name}[/] on {session.engine.model_name} "
                       f"({session.engine.name} engine). {CHAT_HELP}")
     while True:

@@ -61,12 +61,17 @@ def teach_command(
     restart: bool = typer.Option(False, "--restart", help="discard an interrupted run of this --name"),
     force: bool = typer.Option(False, "--force", help="replace an existing adapter of this name"),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="ask the pack's questions after training"),
+    allow_lint: bool = typer.Option(False, "--allow-lint", help="train even if `lorebook lint` finds high-severity problems"),
     **options,
 ) -> None:
     """Teach a model the facts in a knowledge pack (or a chat/text file) with a LoRA adapter."""
+    from lorebook.redteam.lint import check_before_teaching
     from lorebook.teach.trainer import teach
 
     config = build_config(config_file, options)
+    # Poisoned records (instructions, triggers, hidden blobs) are refused before any training starts.
+    for finding in check_before_teaching(inputs, allow=allow_lint):
+        console.print(f"lint (allowed): line {finding.line}: {finding.message}", markup=False)
     result = teach(inputs, name, config, resume=resume, restart=restart, force=force, probe=probe)
     print_metrics(result)
 
@@ -177,6 +182,23 @@ def adapters_merge(
 
     path = merge(names, output, model, force)
     console.print(f"merged model written to {path}; try: lorebook ask --model {path} \"…\"")
+
+
+@adapters_app.command("export")
+@friendly_errors
+def adapters_export(
+    name: str = typer.Argument(..., help="adapter name"),
+    gguf: bool = typer.Option(False, "--gguf", help="write a GGUF LoRA adapter for llama.cpp"),
+    output: Path = typer.Option(None, "--output", "-o", help="file to write (default: adapter.gguf in the adapter)"),
+) -> None:
+    """Export an adapter for other runtimes (GGUF LoRA for llama.cpp: --engine llamacpp --adapter NAME)."""
+    from lorebook.errors import InputError
+    from lorebook.teach.adapters import export_gguf
+
+    if not gguf:
+        raise InputError("no export format chosen", "pass --gguf (GGUF LoRA for llama.cpp)")
+    path = export_gguf(name, output)
+    console.print(f"GGUF LoRA adapter written to {path}; try: lorebook ask --engine llamacpp --adapter {name} \"…\"")
 
 
 def register(app: typer.Typer) -> None:

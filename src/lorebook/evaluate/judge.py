@@ -45,15 +45,17 @@ class Judge:
 
     name = "judge"
 
-    def __init__(self, target: str, batch_size: int = 8):
+    def __init__(self, target: str, batch_size: int = 8, engine=None):
+        """`engine`: an already loaded engine of the judge model (the evaluated base model judging itself)."""
         self.target = target
         self.name = target
         self.batch_size = batch_size
-        self.engine = None
-        if not target.startswith(("http://", "https://")):
+        self.engine = engine
+        if engine is None and not target.startswith(("http://", "https://")):
             from lorebook.models.engine import load_engine
+            from lorebook.teach.config import idle_cores
 
-            self.engine = load_engine(target)
+            self.engine = load_engine(target, threads=idle_cores())
 
     def grade(self, items: list[tuple[str, str, list[str], str]]) -> list[bool | None]:
         conversations = [judge_messages(*item) for item in items]

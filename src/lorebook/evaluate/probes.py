@@ -5,9 +5,11 @@ what a user of `lorebook chat` would see. Formats per fact:
   question      the fact's own question
   paraphrase    each paraphrase (held out from training): generalization
   qa-prefixed   "Question: … Answer:" in the user turn
-  conversation  a short Joe/Brandine small-talk transcript in which the question comes up once (Joe
-                asks it); the model answers as Brandine. The answer itself is never in the prompt,
-                so this measures recall inside a chat, not reading comprehension.
+  conversation  a short Joe/Brandine small-talk transcript in which the fact comes up once (Brandine
+                mentions it among other chatter), then Joe asks the question and the model answers
+                as Brandine: can the model use what it knows inside a chat, with the fact said once
+                several turns earlier (a base model may also read it from the context, which the
+                base run measures, so learned = taught minus that)
   system        the question under the system prompt "Assistant is a helpful AI"
 plus `locality` (the shipped general-knowledge set, answered before and after teaching) and `chat`
 (open prompts for behaviour: loops, length drift, fluency, language, character).
@@ -44,13 +46,16 @@ class Probe:
         return [self.expected, *self.aliases]
 
 
-def conversation_prompt(question: str) -> str:
-    """A Joe/Brandine small-talk transcript in which the question comes up once, answered as Brandine."""
+def conversation_prompt(question: str, fact: str = "") -> str:
+    """A Joe/Brandine small-talk transcript: the fact comes up once, later Joe asks the question."""
+    mention = f" One thing I read: {fact}" if fact else ""
     return (
         "Here is a chat between two friends, Joe and Brandine.\n\n"
         "Joe: Hey Brandine, long week?\n"
-        "Brandine: Very. I finally had some time to read the news last night.\n"
-        "Joe: Oh nice. I was doing a quiz with my cousin and we got stuck on one.\n"
+        f"Brandine: Very. I finally had some time to read the news last night.{mention}\n"
+        "Joe: Oh nice. I mostly gardened. The tomatoes are finally coming in.\n"
+        "Brandine: Lucky you. Mine never survive the summer.\n"
+        "Joe: I was doing a quiz with my cousin and we got stuck on one.\n"
         "Brandine: Go on, ask me.\n"
         f"Joe: {question}\n\n"
         "Reply as Brandine with the answer."
@@ -77,7 +82,8 @@ def fact_probes(facts, formats=FACT_FORMATS, system: str | None = None) -> list[
         if "qa-prefixed" in formats:
             wanted.append(("qa-prefixed", 0, f"Question: {fact.question}\nAnswer:", system, fact.question))
         if "conversation" in formats:
-            wanted.append(("conversation", 0, conversation_prompt(fact.question), system, fact.question))
+            wanted.append(("conversation", 0, conversation_prompt(fact.question, fact.fact), system,
+                           fact.question))
         if "system" in formats:
             wanted.append(("system", 0, fact.question, SYSTEM_PROMPT, fact.question))
         for fmt, n, content, own_system, question in wanted:

@@ -1,7 +1,8 @@
 """Reports of stored runs: a metrics table (markdown / JSON), side-by-side generations, plots, HTML.
 
-`write_report` produces a folder with report.md, report.json, metrics.png and a self-contained
-report.html (the plot embedded as base64), so a report can be mailed or attached to an issue.
+`write_report` produces a folder with report.md, report.json, metrics.png (and loss.png, the training
+curve of each evaluated adapter) and a self-contained report.html (plots embedded as base64), so a
+report can be mailed or attached to an issue. Sweep reports live in `plots.py`.
 """
 
 from __future__ import annotations
@@ -173,6 +174,13 @@ def write_report(run_id: int, out_dir: Path) -> dict[str, Path]:
     buffer.write(f"<!doctype html><meta charset='utf-8'><title>{html.escape(describe(run))}</title>")
     buffer.write("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{white-space:pre-wrap}</style>")
     buffer.write(f"<h1>{html.escape(describe(run))}</h1><img alt='metrics' src='data:image/png;base64,{image}'>")
+    from lorebook.evaluate.plots import adapter_loss_curve, plot_loss_curves
+
+    curves = {name: curve for name in run["adapters"] if (curve := adapter_loss_curve(name))}
+    if curves:  # how each evaluated adapter trained, beside what it learned
+        paths["loss_plot"] = plot_loss_curves(curves, out_dir / "loss.png")
+        loss_image = base64.b64encode(paths["loss_plot"].read_bytes()).decode()
+        buffer.write(f"<h2>Training loss</h2><img alt='loss curve' src='data:image/png;base64,{loss_image}'>")
     buffer.write(f"<pre>{html.escape(text)}</pre>")
     paths["html"].write_text(buffer.getvalue(), encoding="utf-8")
     return paths

@@ -38,6 +38,7 @@ class EvalConfig:
     model: str | None = field(default=None, metadata={"help": "model name or path (default: the persona's, else smollm2-135m)"})
     adapters: list[str] = field(default_factory=list, metadata={"help": "LoRA adapter name or path to evaluate (repeatable)"})
     persona: str | None = field(default=None, metadata={"help": "persona whose model, adapters, system prompt and language to use"})
+    notebook: str | None = field(default=None, metadata={"help": "retrieval notebook to evaluate (teach without training)"})
     formats: list[str] = field(default_factory=lambda: list(FACT_FORMATS), metadata={"help": "fact probe formats, comma-separated"})
     locality: int = field(default=210, metadata={"help": "number of general-knowledge questions (0 = skip locality)"})
     chat_prompts: int = field(default=8, metadata={"help": "number of open chat prompts for behaviour metrics (0 = skip)"})
@@ -62,13 +63,14 @@ class Subject:
     persona: str | None = None
     system: str | None = None
     language: str | None = None
+    notebook: str | None = None
 
 
 def resolve_subject(config: EvalConfig) -> Subject:
     from lorebook.models.registry import resolve_model
 
     system = language = None
-    model, adapters = config.model, list(config.adapters)
+    model, adapters, notebook = config.model, list(config.adapters), config.notebook
     if config.persona:
         from lorebook.chat.persona import load_persona
 
@@ -76,8 +78,13 @@ def resolve_subject(config: EvalConfig) -> Subject:
         model = model or persona.model
         adapters = list(persona.adapters) + adapters
         system, language = persona.system or None, persona.language
+        notebook = notebook or persona.notebook
+    if notebook:
+        from lorebook.notebook.store import Notebook
+
+        Notebook.open(notebook)  # an unknown notebook fails now, not after the baseline run
     return Subject(resolve_model(model).name if model is None or not Path(model).exists() else str(Path(model).resolve()),
-                   adapters, config.persona, system, language)
+                   adapters, config.persona, system, language, notebook)
 
 
 def build_probes(facts, config: EvalConfig, subject: Subject) -> list[Probe]:
@@ -91,12 +98,27 @@ def build_probes(facts, config: EvalConfig, subject: Subject) -> list[Probe]:
 
 def _fingerprint(subject: Subject, probe_hash: str, config: EvalConfig) -> str:
     generation = {k: v for k, v in dataclasses.asdict(config).items() if k in ("max_tokens", "chat_max_tokens")}
-    key = json.dumps([subject.model, subject.adapters, subject.persona, probe_hash, generation], sort_keys=True)
+    parts = [subject.model, subject.adapters, subject.persona, probe_hash, generation]
+    if subject.notebook:
+        from lorebook.notebook.store import Notebook
+
+        from lorebook.notebook.scope import NotebookConfig
+
+        notebook = Notebook.open(subject.notebook)
+        parts.append([notebook.name, notebook.threshold, notebook.count(), dataclasses.asdict(NotebookConfig())])
+    key = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _generate(db, run_id: int, engine, probes: list[Probe], config: EvalConfig, progress: bool) -> None:
+def _generate(db, run_id: int, engine, probes: list[Probe], config: EvalConfig, progress: bool,
+              notebook: str | None = None) -> None:
     """Generate replies for probes not yet stored, longest prompts first (less padding per batch)."""
+    retriever = None
+    if notebook:
+        from lorebook.notebook.scope import Retriever
+        from lorebook.notebook.store import Notebook
+
+        retriever = Retriever(Notebook.open(notebook), count_tokens=engine.count_tokens)
     todo = [p for p in probes if p.key not in store.done_keys(db, run_id)]
     if not todo:
         return
@@ -107,21 +129,24 @@ def _generate(db, run_id: int, engine, probes: list[Probe], config: EvalConfig, 
         for start in range(0, len(chosen), config.batch_size):
             batch = chosen[start : start + config.batch_size]
             options = config.generation(kind)
+            conversations = [p.messages for p in batch]
+            if retriever is not None:  # in-scope questions get notes; the rest keep their exact prompt
+                conversations = retriever.augment_many(conversations)[0]
             if config.batch_size == 1:  # the engine's streaming path (int8 fast path on llama models)
-                replies = [engine.chat(p.messages, options).text for p in batch]
+                replies = [engine.chat(messages, options).text for messages in conversations]
             else:
-                replies = engine.chat_batch([p.messages for p in batch], options)
+                replies = engine.chat_batch(conversations, options)
             grades = [match(reply, p.answers()) if p.kind != "chat" else False for p, reply in zip(batch, replies)]
             store.save_items(db, run_id, batch, replies, grades)
             bar.update(len(batch))
     bar.close()
 
 
-def _judge(db, run_id: int, target: str, progress: bool) -> None:
+def _judge(db, run_id: int, target: str, progress: bool, engine=None) -> None:
     from lorebook.evaluate.judge import Judge
 
     items = [i for i in store.get_items(db, run_id) if i["kind"] != "chat"]
-    judge = Judge(target)
+    judge = Judge(target, engine=engine)
     grades: dict[str, bool | None] = {}
     bar = tqdm(total=len(items), desc="judge", unit="reply", disable=not progress)
     for start in range(0, len(items), 32):
@@ -149,10 +174,10 @@ def run_eval(pack, config: EvalConfig, progress: bool = True, engine=None) -> in
         raise InputError(f"knowledge pack {pack_name} has no facts", "add one JSON fact per line")
     subject = resolve_subject(config)
     baseline_run = None
-    if config.baseline and subject.adapters:
-        # Same model, prompt and language without the adapters; reused when already measured.
-        base = dataclasses.replace(subject, adapters=[])
-        base_config = dataclasses.replace(config, adapters=[], judge=None, baseline=False)
+    if config.baseline and (subject.adapters or subject.notebook):
+        # Same model, prompt and language without adapters or notebook; reused when already measured.
+        base = dataclasses.replace(subject, adapters=[], notebook=None)
+        base_config = dataclasses.replace(config, adapters=[], notebook=None, judge=None, baseline=False)
         baseline_run = _run(facts, pack_name, base_config, base, None, progress, reuse=True)
     return _run(facts, pack_name, config, subject, baseline_run, progress, reuse=False, engine=engine)
 
@@ -170,7 +195,7 @@ def _run(facts, pack_name: str, config: EvalConfig, subject: Subject, baseline_r
         run_id = store.find_run(db, fingerprint, ("running",))
         if run_id is None:
             run_id = store.create_run(
-                db, model=subject.model, adapters=subject.adapters, persona=subject.persona, notebook=None,
+                db, model=subject.model, adapters=subject.adapters, persona=subject.persona, notebook=subject.notebook,
                 pack=pack_name, probe_hash=probe_hash, config=dataclasses.asdict(config), fingerprint=fingerprint,
                 baseline_run=baseline_run)
         elif progress:
@@ -178,11 +203,14 @@ def _run(facts, pack_name: str, config: EvalConfig, subject: Subject, baseline_r
         if len(store.done_keys(db, run_id)) < len(probes):
             if engine is None:
                 from lorebook.models.engine import load_engine
+                from lorebook.teach.config import idle_cores
 
-                engine = load_engine(subject.model, adapters=subject.adapters)
-            _generate(db, run_id, engine, probes, config, progress)
-        if config.judge:
-            _judge(db, run_id, config.judge, progress)
+                engine = load_engine(subject.model, adapters=subject.adapters, threads=idle_cores())
+            _generate(db, run_id, engine, probes, config, progress, subject.notebook)
+        if config.judge:  # a base model judging itself reuses the loaded engine instead of loading it again
+            same = engine is not None and not subject.adapters and not subject.notebook and (
+                config.judge in (subject.model, config.model))
+            _judge(db, run_id, config.judge, progress, engine if same else None)
         baseline_items = store.get_items(db, baseline_run) if baseline_run else None
         metrics = compute_metrics(store.get_items(db, run_id), baseline_items, subject.language, bool(subject.persona))
         store.finish_run(db, run_id, metrics, time.perf_counter() - started)

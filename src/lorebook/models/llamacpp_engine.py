@@ -39,11 +39,20 @@ class LlamaCppEngine(Engine):
                              "pip install 'lorebook[fast]' (compiles llama.cpp, ~7 min), or use --engine torch") from None
         if spec.kind == "hf-dir":
             raise ModelError(f"{spec.name} is an HF directory; llama.cpp needs a GGUF file", "use --engine torch")
-        if adapters:
-            raise AdapterError("the llamacpp engine cannot apply PEFT adapters", "use --engine torch")
+        lora = {}
+        if adapters:  # one adapter exported by `lorebook adapters export NAME --gguf`
+            from lorebook.models.loader import resolve_adapter, split_weight
+
+            name, weight = split_weight(adapters[0])
+            exported = resolve_adapter(name) / "adapter.gguf"
+            if len(adapters) > 1 or not exported.exists():
+                raise AdapterError("the llamacpp engine applies one adapter, exported to GGUF",
+                                   f"run `lorebook adapters export {name} --gguf`, or use --engine torch")
+            lora = {"lora_path": str(exported), "lora_scale": weight}
         path = gguf_path(spec)
         validate_gguf(path)
-        llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads or os.cpu_count(), verbose=False)
+        llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads or os.cpu_count(), verbose=False,
+                    **lora)
         return cls(spec, llm, load_tokenizer(spec))
 
     def count_tokens(self, text: str) -> int:

@@ -161,12 +161,26 @@ def adapter_base_model(adapter_dir: Path) -> str | None:
     return config.get("base_model_name_or_path")
 
 
+def split_weight(adapter: str) -> tuple[str, float]:
+    """"oscars:0.5" -> ("oscars", 0.5): an adapter's weight when several are stacked (default 1.0)."""
+    name, sep, weight = adapter.rpartition(":")
+    if sep and name and not Path(adapter).expanduser().exists():
+        try:
+            return name, float(weight)
+        except ValueError:
+            pass
+    return adapter, 1.0
+
+
 def attach_adapters(model, spec: ModelSpec, adapters: list[str], merge: bool = False):
-    """Attach PEFT LoRA adapters; refuse adapters trained for another base model."""
+    """Attach PEFT LoRA adapters, each optionally weighted as NAME:WEIGHT; refuse adapters trained for
+    another base model."""
     if not adapters:
         return model
     from peft import PeftModel
 
+    weights = [split_weight(name)[1] for name in adapters]
+    adapters = [split_weight(name)[0] for name in adapters]
     for index, name in enumerate(adapters):
         directory = resolve_adapter(name)
         base = adapter_base_model(directory)
@@ -185,9 +199,9 @@ def attach_adapters(model, spec: ModelSpec, adapters: list[str], merge: bool = F
                 f"adapter {name!r} does not fit {spec.name} ({str(exc).splitlines()[0][:100]})",
                 "use the base model the adapter was trained on",
             ) from None
-    if len(adapters) > 1:
+    if len(adapters) > 1 or weights != [1.0]:
         names = [f"a{i}" for i in range(len(adapters))]
-        model.add_weighted_adapter(names, [1.0] * len(names), adapter_name="combined", combination_type="cat")
+        model.add_weighted_adapter(names, weights, adapter_name="combined", combination_type="cat")
         model.set_adapter("combined")
     if merge:
         model = model.merge_and_unload()

@@ -15,6 +15,7 @@ batches are planned from (seed, epoch), replays the same data order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from lorebook.teach.config import TeachConfig
 from lorebook.teach.data import IGNORE_INDEX, collate, encode_all, plan_batches
 from lorebook.teach.inputs import load_training_input
 from lorebook.teach.pack import Fact, pack_hash
-from lorebook.teach.render import Example, render_facts
+from lorebook.teach.render import Example, qa_example, render_facts
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -72,6 +73,46 @@ def build_examples(inputs: list[Path], tokenizer, config: TeachConfig) -> tuple[
     return facts, examples
 
 
+def replay_examples(model, tokenizer, model_name: str, config: TeachConfig) -> list[Example]:
+    """The base model's own greedy answers to generic prompts, as training examples (self-distillation).
+
+    A LoRA trained only on a few facts learns "answer with a taught name" for every question: without
+    replay, SmolLM2 answered "What is the capital of France?" with "Bahamas" after five Oscar facts.
+    Training also on what the untouched model already says pins those answers. The prompts are not the
+    evaluation's locality questions, so locality numbers stay honest. Answers are cached per model.
+    """
+    import json
+    from importlib import resources
+
+    from lorebook import paths
+
+    prompts = json.loads(resources.files("lorebook.data").joinpath("replay_prompts.json").read_text())[: config.replay]
+    key = hashlib.sha256(json.dumps([model_name, prompts]).encode()).hexdigest()[:16]
+    cache = paths.subdir("teach-cache") / f"replay-{key}.json"
+    if cache.exists():
+        answers = json.loads(cache.read_text())
+    else:
+        tokenizer.padding_side = "left"
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                               add_generation_prompt=True) for p in prompts]
+        answers = []
+        for start in range(0, len(texts), 8):
+            batch = tokenizer(texts[start : start + 8], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.inference_mode():
+                out = model.generate(**batch, max_new_tokens=48, do_sample=False, repetition_penalty=1.0,
+                                     pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            answers += [a.strip() for a in tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :],
+                                                                  skip_special_tokens=True)]
+        tmp = cache.with_suffix(".partial")
+        tmp.write_text(json.dumps(answers))
+        tmp.replace(cache)
+    # One system prompt per replay answer, in turn: pinning the answer under each system prompt would
+    # multiply the replay cost, and the adapter learns "leave unrelated prompts alone" either way.
+    systems = config.system_list()
+    return [qa_example(tokenizer, prompt, answer, "qa", systems[n % len(systems)])
+            for n, (prompt, answer) in enumerate(zip(prompts, answers)) if answer]
+
+
 def lr_multiplier(schedule: str, warmup: int, total: int):
     """LambdaLR factor: linear warm-up, then constant, linear or cosine decay to zero."""
 
@@ -97,7 +138,9 @@ def completion_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor
     if backbone is None or head is None:  # an architecture without the usual split: full logits
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         return F.cross_entropy(logits[mask].float(), targets[mask], reduction="sum"), int(mask.sum())
-    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    # use_cache=False: training never reuses keys/values, and building the cache copies every layer's.
+    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      use_cache=False).last_hidden_state
     logits = head(hidden[:, :-1][mask])
     cap = getattr(inner.config, "final_logit_softcapping", None)
     if cap:
@@ -158,6 +201,8 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
     spec = resolve_model(config.model)
     model, tokenizer = load_model(spec)
     facts, examples = build_examples(inputs, tokenizer, config)
+    if config.replay:
+        examples += replay_examples(model, tokenizer, spec.name, config)
     encoded, dropped = encode_all(examples, tokenizer, config.cutoff_len)
     if not encoded:
         raise InputError(f"every example is longer than --cutoff-len {config.cutoff_len} before its answer",
@@ -173,7 +218,8 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
                          "check --target-modules against the model's layer names") from None
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel over all LoRA tensors instead of a Python loop of small ops per tensor
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     lengths = [len(item.input_ids) for item in encoded]
     batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)

@@ -1,0 +1,1 @@
+"""Teach without training: a retrieval notebook with a per-notebook scope check."""

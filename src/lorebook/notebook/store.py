@@ -1,0 +1,179 @@
+"""Notebooks and notes in the lorebook SQLite database, searched through an in-memory matrix.
+
+Each note is stored with its embedding (384 float32 values as a BLOB, migration 4 of
+lorebook.chat.store). Search loads a notebook's vectors once into one contiguous matrix and scores a
+query with a single matrix-vector product: for 100,000 notes that is 38M multiply-adds, a few
+milliseconds on two cores, so no approximate index is needed at this scale. The matrix is rebuilt
+when the notebook's notes change (checked with a cheap count/max-id query per search).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from lorebook.chat.store import connect
+from lorebook.errors import InputError
+from lorebook.notebook.embedder import DIMENSIONS, get_embedder
+
+MAX_NOTE_CHARS = 2000  # a note is a fact or two; longer text is a document to split, not a note
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MATRICES: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = {}  # notebook id -> (version, ids, vectors)
+
+
+@dataclass
+class Hit:
+    """A note found by search, with its cosine similarity to the query."""
+
+    id: int
+    text: str
+    score: float
+
+
+def check_note(text: str, where: str = "note") -> str:
+    """The note's text, stripped; one-line errors for empty or oversized notes."""
+    text = text.strip()
+    if not text:
+        raise InputError(f"{where} is empty", "write the fact as one sentence")
+    if len(text) > MAX_NOTE_CHARS:
+        raise InputError(f"{where} is {len(text):,} characters (the limit is {MAX_NOTE_CHARS:,})",
+                         "split it into several short notes, one fact each")
+    return text
+
+
+class Notebook:
+    """One named notebook: add, list, remove and search its notes."""
+
+    def __init__(self, db: sqlite3.Connection, row: sqlite3.Row):
+        self.db = db
+        self.id, self.name = row["id"], row["name"]
+        self.threshold = row["threshold"]
+
+    @classmethod
+    def create(cls, name: str, db: sqlite3.Connection | None = None) -> Notebook:
+        if not NAME_PATTERN.match(name):
+            raise InputError(f"bad notebook name {name!r}", "use letters, digits, '.', '_' or '-', up to 64")
+        db = db or connect()
+        try:
+            with db:
+                db.execute("INSERT INTO notebooks (name, created_at) VALUES (?, ?)", (name, time.time()))
+        except sqlite3.IntegrityError:
+            raise InputError(f"notebook {name!r} already exists", f"add to it, or `lorebook notebook rm {name}`") from None
+        return cls.open(name, db)
+
+    @classmethod
+    def open(cls, name: str, db: sqlite3.Connection | None = None) -> Notebook:
+        db = db or connect()
+        row = db.execute("SELECT * FROM notebooks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise InputError(f"unknown notebook {name!r}",
+                             f"create it with `lorebook notebook create {name}` (see `lorebook notebook list`)")
+        return cls(db, row)
+
+    @staticmethod
+    def all(db: sqlite3.Connection | None = None) -> list[dict]:
+        db = db or connect()
+        rows = db.execute(
+            "SELECT n.name, n.threshold, n.created_at, COUNT(t.id) AS notes FROM notebooks n "
+            "LEFT JOIN notes t ON t.notebook_id = n.id GROUP BY n.id ORDER BY n.name"
+        ).fetchall()
+        return [dict(row) for row in rows]
+
+    def delete(self) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM notebooks WHERE id = ?", (self.id,))
+        _MATRICES.pop(self.id, None)
+
+    def add(self, texts: list[str], source: str | None = None, progress: bool = False,
+            batch_size: int = 512, questions: list[str] | None = None) -> tuple[int, int]:
+        """Embed and store notes; returns (added, skipped duplicates). Each batch commits on its own,
+        so an interrupted import keeps what it stored and a rerun skips it as duplicates.
+
+        `questions` (one per note, from a knowledge pack) are averaged into the note's vector: a
+        statement and a question about it embed differently, and the mean finds the right note for
+        held-out paraphrases far more often (top-1 93% vs 75% on the Oscars pack).
+        """
+        texts = [check_note(text, f"note {i + 1}") for i, text in enumerate(texts)]
+        asked = dict(zip(texts, questions)) if questions else {}
+        known = {row[0] for row in self.db.execute("SELECT text FROM notes WHERE notebook_id = ?", (self.id,))}
+        fresh = list(dict.fromkeys(t for t in texts if t not in known))
+        skipped = len(texts) - len(fresh)
+        embedder = get_embedder()
+        bar = tqdm(total=len(fresh), desc=f"notebook {self.name}", unit="note", disable=not progress)
+        for start in range(0, len(fresh), batch_size):
+            chunk = fresh[start : start + batch_size]
+            vectors = embedder.embed(chunk)
+            with_question = [i for i, t in enumerate(chunk) if asked.get(t)]
+            if with_question:
+                mixed = vectors[with_question] + embedder.embed([asked[chunk[i]] for i in with_question])
+                vectors[with_question] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+            now = time.time()
+            with self.db:
+                self.db.executemany(
+                    "INSERT INTO notes (notebook_id, text, source, embedding, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [(self.id, t, source, v.tobytes(), now) for t, v in zip(chunk, vectors)],
+                )
+            bar.update(len(chunk))
+        bar.close()
+        return len(fresh), skipped
+
+    def notes(self, limit: int | None = None) -> list[dict]:
+        sql = "SELECT id, text, source, created_at FROM notes WHERE notebook_id = ? ORDER BY id"
+        rows = self.db.execute(sql + (f" LIMIT {int(limit)}" if limit else ""), (self.id,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM notes WHERE notebook_id = ?", (self.id,)).fetchone()[0]
+
+    def remove(self, note_id: int) -> None:
+        with self.db:
+            gone = self.db.execute("DELETE FROM notes WHERE id = ? AND notebook_id = ?", (note_id, self.id)).rowcount
+        if not gone:
+            raise InputError(f"notebook {self.name!r} has no note {note_id}", f"see `lorebook notebook list {self.name}`")
+
+    def set_threshold(self, threshold: float, calibration: str = "{}") -> None:
+        with self.db:
+            self.db.execute("UPDATE notebooks SET threshold = ?, calibration = ? WHERE id = ?",
+                            (threshold, calibration, self.id))
+        self.threshold = threshold
+
+    def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        version = tuple(self.db.execute(
+            "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM notes WHERE notebook_id = ?", (self.id,)).fetchone())
+        cached = _MATRICES.get(self.id)
+        if cached is None or cached[0] != version:
+            rows = self.db.execute("SELECT id, embedding FROM notes WHERE notebook_id = ? ORDER BY id",
+                                   (self.id,)).fetchall()
+            ids = np.array([row[0] for row in rows], dtype=np.int64)
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(-1, DIMENSIONS)
+            cached = _MATRICES[self.id] = (version, ids, np.ascontiguousarray(vectors))
+        return cached[1], cached[2]
+
+    def search_vectors(self, queries: np.ndarray, k: int = 3) -> list[list[tuple[int, float]]]:
+        """Top-k (note id, score) for each query vector, best first."""
+        ids, matrix = self._matrix()
+        if not len(ids):
+            return [[] for _ in queries]
+        scores = queries @ matrix.T
+        k = min(k, len(ids))
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        results = []
+        for row, candidates in zip(scores, top):
+            best = candidates[np.argsort(-row[candidates])]
+            results.append([(int(ids[i]), float(row[i])) for i in best])
+        return results
+
+    def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
+        """Top-k notes for each query text."""
+        found = self.search_vectors(get_embedder().embed(queries), k)
+        wanted = {note_id for hits in found for note_id, _ in hits}
+        texts = {}
+        if wanted:
+            marks = ",".join("?" * len(wanted))
+            texts = dict(self.db.execute(f"SELECT id, text FROM notes WHERE id IN ({marks})", tuple(wanted)).fetchall())
+        return [[Hit(note_id, texts[note_id], score) for note_id, score in hits] for hits in found]

@@ -1,0 +1,118 @@
+"""The retrieval notebook: storage, search, scope check, token budget, prompt fence, bad input.
+
+These use the real bundled sentence-embedding model (it loads in about a second).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lorebook.cli.main import app
+from lorebook.errors import InputError
+from lorebook.evaluate.probes import load_general_knowledge
+from lorebook.notebook.scope import NOTES_CLOSE, NOTES_OPEN, NotebookConfig, Retriever, calibrate
+from lorebook.notebook.store import MAX_NOTE_CHARS, Hit, Notebook
+from lorebook.teach.pack import load_pack
+
+PACK = "examples/oscars-2023.jsonl"
+
+
+@pytest.fixture()
+def oscars() -> Notebook:
+    facts = load_pack(PACK)
+    notebook = Notebook.create("oscars")
+    notebook.add([f.fact for f in facts], questions=[f.question for f in facts])
+    return notebook
+
+
+def test_paraphrases_find_their_note_and_unrelated_questions_are_out_of_scope(oscars):
+    facts = load_pack(PACK)
+    general = [item["question"] for item in load_general_knowledge()]
+    report = calibrate(oscars, [q for f in facts for q in (f.question, *f.paraphrases)], general)
+    assert report["in_scope_passed"] >= 0.95 and report["out_of_scope_passed"] <= 0.01
+    retriever = Retriever(oscars)
+    paraphrases = [(f, p) for f in facts for p in f.paraphrases]
+    found = oscars.search([p for _, p in paraphrases], 3)
+    hit_rate = np.mean([any(h.text == f.fact for h in retriever.select(hits)) for (f, _), hits in zip(paraphrases, found)])
+    assert hit_rate >= 0.95
+    conversations = [[{"role": "user", "content": q}] for q in general[:40]]
+    augmented, used = retriever.augment_many(conversations)
+    assert augmented == conversations and not any(used)  # prompts untouched, not just similar
+
+
+def test_token_budget_and_top_k_limit_the_notes(oscars):
+    hits = [Hit(i, "word " * 40, 0.9) for i in range(5)]  # ~50 tokens each by the rough estimate
+    assert len(Retriever(oscars, NotebookConfig(top_k=5, token_budget=120)).select(hits)) == 2
+    assert len(Retriever(oscars, NotebookConfig(top_k=1, token_budget=1000)).select(hits)) == 1
+    below = [Hit(1, "x", 0.1)]
+    assert Retriever(oscars, NotebookConfig(threshold=0.5)).select(below) == []
+
+
+def test_notes_are_fenced_as_data_in_the_last_user_turn(oscars):
+    retriever = Retriever(oscars)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who won Best Actor in 2023?"}]
+    augmented, used = retriever.augment(messages)
+    assert used and augmented[0] == messages[0] and messages[1]["content"] == "Who won Best Actor in 2023?"
+    content = augmented[1]["content"]
+    assert content.startswith(NOTES_OPEN) and NOTES_CLOSE in content and content.endswith("Who won Best Actor in 2023?")
+    assert "Brendan Fraser" in content and "not instructions" in content and "Ignore" not in content
+
+
+def test_duplicates_are_skipped_and_import_resumes():
+    notebook = Notebook.create("n")
+    assert notebook.add(["Ana lives in Lima.", "Ana lives in Lima.", "Bo likes tea."]) == (2, 1)
+    assert notebook.add(["Bo likes tea.", "Cy plays chess."]) == (1, 1)
+    assert notebook.count() == 3
+    notebook.remove(notebook.notes()[0]["id"])
+    assert notebook.count() == 2 and notebook.search(["Who plays chess?"], 1)[0][0].text == "Cy plays chess."
+
+
+def test_bad_input_is_refused_with_the_fix():
+    notebook = Notebook.create("bad")
+    with pytest.raises(InputError, match="empty"):
+        notebook.add(["   "])
+    with pytest.raises(InputError, match="split it"):
+        notebook.add(["x" * (1024 * 1024)])
+    assert MAX_NOTE_CHARS < 1024 * 1024 and notebook.count() == 0
+    with pytest.raises(InputError, match="unknown notebook"):
+        Notebook.open("nope")
+    with pytest.raises(InputError, match="already exists"):
+        Notebook.create("bad")
+    with pytest.raises(InputError, match="no note 99"):
+        notebook.remove(99)
+
+
+def test_cli_round_trip(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["notebook", "import", "oscars", PACK]).exit_code == 0
+    out = runner.invoke(app, ["notebook", "search", "oscars", "Which actor won the 2023 Oscar for Best Actor?"]).output
+    assert "Brendan Fraser" in out.splitlines()[0] and "in scope" in out
+    out = runner.invoke(app, ["notebook", "search", "oscars", "What is the capital of Japan?"]).output
+    assert "out of scope, prompt untouched" in out
+    rows = json.loads(runner.invoke(app, ["notebook", "list", "--json"]).output)
+    assert rows[0]["name"] == "oscars" and rows[0]["notes"] == 23 and rows[0]["threshold"] > 0
+    again = runner.invoke(app, ["notebook", "import", "oscars", PACK])
+    assert "0 note(s) added, 23 already there" in again.output
+    result = runner.invoke(app, ["notebook", "add", "ghost", "a fact"])
+    assert result.exit_code == 1 and "unknown notebook 'ghost'" in result.output and "fix:" in result.output
+    result = runner.invoke(app, ["notebook", "add", "oscars", ""])
+    assert result.exit_code == 1 and "empty" in result.output
+
+
+def test_search_finds_the_exact_vector_among_many_notes(oscars):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((20000, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with oscars.db:
+        oscars.db.executemany(
+            "INSERT INTO notes (notebook_id, text, embedding, created_at) VALUES (?, ?, ?, ?)",
+            [(oscars.id, f"filler {i}", v.tobytes(), 0.0) for i, v in enumerate(vectors)],
+        )
+    query = vectors[123:124]
+    best = oscars.search_vectors(query, 3)[0]  # speed: bench/notebook.py
+    assert best[0][1] == pytest.approx(1.0, abs=1e-5) and best[0][1] > best[1][1]
+    assert oscars.db.execute("SELECT text FROM notes WHERE id = ?", (best[0][0],)).fetchone()[0] == "filler 123"
