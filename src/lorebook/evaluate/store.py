@@ -78,6 +78,11 @@ def get_run(db, run_id: int) -> dict:
     row = db.execute("SELECT * FROM eval_runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise InputError(f"no eval run {run_id}", "list runs with `lorebook eval list`")
+    return decode_run(row)
+
+
+def decode_run(row) -> dict:
+    """A stored run row (eval or red-team) as a dict with its JSON columns parsed."""
     run = dict(row)
     run["adapters"] = json.loads(run["adapters"])
     run["config"] = json.loads(run["config"])

@@ -12,6 +12,7 @@ import time
 
 from lorebook.chat.store import connect as connect_db
 from lorebook.errors import InputError
+from lorebook.evaluate.store import decode_run
 
 
 def connect() -> sqlite3.Connection:
@@ -65,11 +66,7 @@ def get_run(db, run_id: int) -> dict:
     row = db.execute("SELECT * FROM redteam_runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise InputError(f"no red-team run {run_id}", "list runs with `lorebook redteam list`")
-    run = dict(row)
-    run["adapters"] = json.loads(run["adapters"])
-    run["config"] = json.loads(run["config"])
-    run["metrics"] = json.loads(run["metrics"]) if run["metrics"] else None
-    return run
+    return decode_run(row)
 
 
 def get_items(db, run_id: int) -> list[dict]:
