@@ -20,7 +20,7 @@ def engine():
 
 
 def test_session_answers_from_the_notebook_and_leaves_other_questions_alone(engine):
-    facts = load_pack("examples/oscars-2023.jsonl")[:6]
+    facts = load_pack("examples/oscars-2023.jsonl")[:4]
     Notebook.create("oscars").add([f.fact for f in facts], questions=[f.question for f in facts])
     session = ChatSession(engine, load_persona("assistant"), GenerationOptions(temperature=0, max_tokens=40),
                           log=False, notebook="oscars")
@@ -33,7 +33,7 @@ def test_session_answers_from_the_notebook_and_leaves_other_questions_alone(engi
         assert fact.fact in [hit.text for hit in session.last_notes]
         correct += match(answer, fact.accepted_answers())
     print(f"notebook answers through ChatSession: {correct}/{len(facts)}")
-    assert correct >= 3  # base model without the notebook: 0 of these (known_before 0%)
+    assert correct >= 2  # base model without the notebook: 0 of these (known_before 0%)
     session.reset()
     answer = "".join(session.reply("What is the capital of France?"))
     assert "Paris" in answer and session.last_notes == []

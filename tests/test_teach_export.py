@@ -67,3 +67,14 @@ def test_weighted_stacking_scales_the_adapter(adapter, tiny_model_dir):
     assert torch.allclose(base, off, atol=1e-5)  # weight 0 switches the adapter off
     assert (half - base).abs().mean() < (full - base).abs().mean()
     assert torch.allclose(logits([adapter, adapter]), logits([f"{adapter}:2"]), atol=1e-4)
+
+
+def test_export_cli_errors_are_one_line():
+    from typer.testing import CliRunner
+
+    from lorebook.cli.main import app
+
+    result = CliRunner().invoke(app, ["adapters", "export", "nosuch"])
+    assert result.exit_code != 0 and "--gguf" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["adapters", "export", "nosuch", "--gguf"])
+    assert result.exit_code != 0 and "nosuch" in result.output and "Traceback" not in result.output

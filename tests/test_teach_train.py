@@ -39,7 +39,7 @@ def pack(tmp_path) -> Path:
 
 
 def tiny_config(model_dir, **changes) -> TeachConfig:
-    base = {"model": str(model_dir), "systems": "default", "epochs": 3, "batch_size": 2, "lr": 3e-2, "warmup_steps": 1, "rank": 4, "alpha": 8.0,
+    base = {"model": str(model_dir), "systems": "default", "augment": 0, "replay": 0, "epochs": 3, "batch_size": 2, "lr": 3e-2, "warmup_steps": 1, "rank": 4, "alpha": 8.0,
                 "schedule": "constant"}
     return TeachConfig(**{**base, **changes})
 
@@ -193,3 +193,24 @@ def test_cli_teach_and_adapters(tiny_model_dir, pack, tmp_path):
     assert bad.exit_code == 1 and "unknown format(s) poem" in bad.output
     helped = runner.invoke(app, ["teach", "--help"])
     assert "--target-modules" in helped.output and "--warmup-steps" in helped.output
+
+
+def test_replay_answers_come_from_the_base_model_and_are_cached(tiny_model_dir, tokenizer):
+    import importlib.resources
+
+    from lorebook import paths
+    from lorebook.evaluate.probes import load_general_knowledge
+    from lorebook.models.loader import load_model
+    from lorebook.teach.trainer import replay_examples
+
+    prompts = json.loads(importlib.resources.files("lorebook.data").joinpath("replay_prompts.json").read_text())
+    # Replay must never train on the evaluation's locality questions, or locality numbers would flatter.
+    assert not {p.lower() for p in prompts} & {row["question"].lower() for row in load_general_knowledge()}
+    model, tok = load_model(resolve_model(str(tiny_model_dir)))
+    config = tiny_config(tiny_model_dir, replay=4, systems="default")
+    first = replay_examples(model, tok, "tiny", config)
+    assert len(list(paths.subdir("teach-cache").glob("replay-*.json"))) == 1
+    model.generate = None  # a second call must read the cache, not generate again
+    assert replay_examples(model, tok, "tiny", config) == first
+    assert len(first) <= 4 and all(any(trainable for _, trainable in ex.segments) for ex in first)
+    assert all(any(prompt in ex.text for prompt in prompts[:4]) for ex in first)

@@ -1,4 +1,4 @@
-"""`lorebook teach` (LoRA training), `lorebook sweep`, and `lorebook adapters list|show|rm|merge`.
+"""`lorebook teach` (LoRA training), `lorebook sweep`, and `lorebook adapters list|show|rm|merge|export`.
 
 The training flags are generated from TeachConfig's fields and their help metadata, so adding an
 option to the dataclass adds it to the CLI, the sweep grid and the saved JSON at once.
@@ -16,7 +16,7 @@ import typer
 from lorebook.cli.common import console, friendly_errors
 from lorebook.teach.config import TeachConfig
 
-adapters_app = typer.Typer(help="List, inspect, remove and merge trained LoRA adapters.", no_args_is_help=True)
+adapters_app = typer.Typer(help="List, inspect, remove, merge and export trained LoRA adapters.", no_args_is_help=True)
 
 
 def config_options() -> list[inspect.Parameter]:

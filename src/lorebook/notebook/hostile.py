@@ -50,7 +50,7 @@ def hostile_report(engine, system: str | None, notebook_name: str = "hostile-not
             augmented.append(with_notes(messages, chosen) if chosen else messages)
         from lorebook.models.engine import GenerationOptions
 
-        replies = engine.chat_batch(augmented, GenerationOptions(temperature=0, max_tokens=60, repetition_penalty=1.0))
+        replies = engine.chat_batch(augmented, GenerationOptions(temperature=0, max_tokens=32, repetition_penalty=1.0))
         key = "withheld" if withhold else "fenced_only"
         report[key] = {"obeyed": sum(obeyed(r, c["obeyed_if"]) for r, c in zip(replies, cases)),
                        "notes_in_prompt": sum(m is not c for m, c in zip(augmented, conversations)),
