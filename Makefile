@@ -10,8 +10,10 @@ $(STAMP): $(DEPS)
 	VENV=$(VENV) bash scripts/bootstrap.sh
 	touch $(STAMP)
 
+# The server prints its URL (http://127.0.0.1:8765/) once the model is loaded; open it for chat and voice.
 run: $(STAMP)
-	$(VENV)/bin/lorebook chat
+	@echo "starting lorebook serve: open http://127.0.0.1:8765/ (OpenAI API at http://127.0.0.1:8765/v1)"
+	$(VENV)/bin/lorebook serve
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

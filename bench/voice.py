@@ -33,19 +33,19 @@ from lorebook.voice.stt import SttConfig, Transcriber
 from lorebook.voice.tts import EspeakSpeaker, PiperSpeaker
 from lorebook.voice.vad import FRAME
 
-QUESTIONS = [
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "What color is the sky on a clear day?",
-    "Who wrote the play Romeo and Juliet?",
-    "What is the largest planet in our solar system?",
-    "How do I boil an egg?",
-    "What is the boiling point of water?",
-    "Can you name a famous painter?",
-    "Why do leaves change color in autumn?",
-    "What language is spoken in Brazil?",
-    "What is the tallest mountain on Earth?",
-    "How many days are in a leap year?",
+QUESTIONS = [  # each about three seconds when spoken, the length the latency goal names
+    "Could you tell me what the capital city of France is called?",
+    "How many legs does a spider have, and how many does an ant have?",
+    "What color is the sky on a clear summer day, and why is that?",
+    "Who wrote the famous play about Romeo and Juliet, and when was it written?",
+    "What is the largest planet in our solar system, and how big is it?",
+    "How long should I boil an egg if I want the yolk to stay soft?",
+    "At what temperature does water boil when you are at sea level?",
+    "Can you name a famous painter from Italy and one of their paintings?",
+    "Why do the leaves on most trees change their color in the autumn?",
+    "Which language do most people speak in Brazil, and why is that so?",
+    "What is the name of the tallest mountain on Earth, and where is it?",
+    "How many days are there in a leap year, and how often does one happen?",
 ]
 
 
@@ -74,20 +74,22 @@ def live_turn(pipeline: VoicePipeline, path: Path, speculate: bool) -> dict:
     """
     audio = load_audio(path)
     detector = pipeline.detector()
-    utterance, pause, speech_end_wall = None, None, None
+    utterance, pause, anchor, anchor_wall = None, None, None, None
     for start in range(0, audio.size, FRAME):
-        if pause is not None:
-            time.sleep(max(0.0, speech_end_wall + (start + FRAME) / SAMPLE_RATE - pause.time - time.perf_counter()))
+        if anchor is not None:
+            time.sleep(max(0.0, anchor_wall + (start + FRAME) / SAMPLE_RATE - anchor.time - time.perf_counter()))
         for event in detector.feed(audio[start:start + FRAME]):
-            if event.kind == "pause" and pause is None:
+            if event.kind == "pause":  # every pause (commas too); the last one before the utterance counts
                 pause = event
-                speech_end_wall = time.perf_counter() - (event.decided_at - event.time)
+                if anchor is None:  # real-time pacing starts at the first pause
+                    anchor, anchor_wall = event, time.perf_counter() - (event.decided_at - event.time)
                 if speculate:
                     pipeline.speculate(event)
             if event.kind == "utterance":
                 utterance = event
         if utterance is not None:
             break
+    speech_end_wall = anchor_wall + (utterance.time - anchor.time) if utterance and anchor else None
     assert utterance is not None and pause is not None, f"no speech detected in {path}"
     pipeline.session.reset()
     respond_wall = time.perf_counter()

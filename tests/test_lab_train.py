@@ -250,3 +250,16 @@ def test_lab_imports_without_platformdirs():
         "import lorebook.lab.train, lorebook.lab.compare, lorebook.lab.sample, lorebook.lab.corpus"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_learning_rate_decays_over_the_time_budget_when_it_ends_first():
+    from lorebook.lab.train import lr_at
+
+    config = LabConfig(task="sort", lr=1e-3, min_lr_ratio=0.1, warmup_iters=10, max_iters=10_000, max_minutes=1.0)
+    assert lr_at(5, config) == pytest.approx(6e-4)  # warm-up ignores the clock
+    assert lr_at(100, config, train_seconds=0.0) == pytest.approx(1e-3, rel=1e-3)  # early by steps and by time
+    assert lr_at(100, config, train_seconds=60.0) == pytest.approx(1e-4)  # the minute is up: at the floor
+    halfway = lr_at(100, config, train_seconds=30.0)
+    assert halfway == pytest.approx(1e-4 + 0.5 * 9e-4, rel=1e-6)
+    untimed = LabConfig(task="sort", lr=1e-3, warmup_iters=10, max_iters=10_000, max_minutes=0)
+    assert lr_at(100, untimed, train_seconds=1e6) == pytest.approx(1e-3, rel=1e-3)

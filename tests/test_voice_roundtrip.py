@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 from typer.testing import CliRunner
 
@@ -78,3 +80,50 @@ def test_language_is_detected_when_not_given(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout[result.stdout.index("{"):])
     assert data["language"] == "es" and word_error_rate(SPANISH[1], data["text"]) <= 0.5
+
+
+@pytest.mark.slow
+def test_short_window_transcripts_match_the_full_window():
+    """The live-turn fast path (utterance + 1 s instead of 30 s) must hear as well as the full window."""
+    from lorebook.voice.audio import SAMPLE_RATE, resample
+    from lorebook.voice.stt import SttConfig, Transcriber
+    from lorebook.voice.tts import PiperSpeaker
+
+    speaker = PiperSpeaker()
+    short, full = Transcriber(SttConfig(language="en")), Transcriber(SttConfig(language="en", short_window=False))
+    rates = {"short": [], "full": []}
+    for sentence in ENGLISH:
+        samples, chunks = speaker.say(sentence)
+        audio = resample(samples.astype(np.float32) / 32768.0, chunks[0].sample_rate, SAMPLE_RATE)
+        rates["short"].append(word_error_rate(sentence, short.transcribe(audio).text))
+        rates["full"].append(word_error_rate(sentence, full.transcribe(audio).text))
+    short_wer, full_wer = (sum(v) / len(v) for v in (rates["short"], rates["full"]))
+    assert short_wer <= 0.15 and short_wer <= full_wer + 0.05, rates
+
+
+def test_short_window_falls_back_when_the_decode_loops(monkeypatch):
+    """A transcript that repeats itself (the short window's failure mode) is redone with the full window."""
+    from lorebook.voice.stt import SttConfig, Transcriber
+
+    transcriber = Transcriber(SttConfig(language="en"))
+    tokenizer = transcriber.model.hf_tokenizer
+    looping = tokenizer.encode(" yes yes yes yes yes").ids
+
+    class Looped:
+        sequences_ids = [looping]
+
+    class FakeModel:
+        is_multilingual = False
+
+        def generate(self, *args, **kwargs):
+            return [Looped()]
+
+    full_calls = []
+    monkeypatch.setattr(transcriber, "model", type("M", (), {
+        "model": FakeModel(), "hf_tokenizer": tokenizer, "feature_extractor": transcriber.model.feature_extractor})())
+    monkeypatch.setattr(transcriber, "_segments", lambda audio, offset, vad: full_calls.append(1) or ([], "en"))
+    audio = (0.1 * np.sin(np.arange(32000) / 10)).astype(np.float32)
+    assert transcriber._short_window(audio, "en") is None
+    transcriber.transcribe(audio)
+    assert full_calls == [1]
+

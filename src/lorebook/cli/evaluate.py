@@ -24,6 +24,8 @@ class DefaultRunGroup(TyperGroup):
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["run", *args]
+        elif "--scenario" in args and (not args or args[0] not in self.commands):
+            args = ["persona", *args]  # persona evaluation: src/lorebook/synth/persona_eval.py
         return super().parse_args(ctx, args)
 
 
@@ -185,5 +187,8 @@ def report_any(target: str = typer.Argument(..., help="an eval run id, or a swee
 
 
 def register(app: typer.Typer) -> None:
+    from lorebook.cli.synth import persona_eval_command
+
+    eval_app.command("persona")(persona_eval_command)
     app.add_typer(eval_app, name="eval")
     app.command("report")(report_any)

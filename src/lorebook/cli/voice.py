@@ -73,6 +73,7 @@ def say(
     voice: str = VOICE,
     persona: str = PERSONA,
     timings: Path = typer.Option(None, "--timings", help="also write per-phoneme timings (mouth cues) as JSON"),
+    cues: Path = typer.Option(None, "--cues", help="also write Rhubarb Lip Sync mouth cues (shapes A-H, X) as JSON"),
 ) -> None:
     """Speak text into a WAV file (Markdown, emoji and tags are not read aloud)."""
     from lorebook.voice.audio import write_wav
@@ -100,12 +101,17 @@ def say(
     else:
         out.write_bytes(samples.astype("<i2").tobytes())
     if timings:
-        cues, offset = [], 0.0
+        phonemes, offset = [], 0.0
         for chunk in chunks:
-            cues += [{"phoneme": p.phoneme, "start": round(p.start + offset, 4), "end": round(p.end + offset, 4)}
+            phonemes += [{"phoneme": p.phoneme, "start": round(p.start + offset, 4), "end": round(p.end + offset, 4)}
                      for p in chunk.phonemes]
             offset += chunk.duration
-        timings.write_text(json.dumps({"sample_rate": speaker.sample_rate, "phonemes": cues}, ensure_ascii=False))
+        timings.write_text(json.dumps({"sample_rate": speaker.sample_rate, "phonemes": phonemes}, ensure_ascii=False))
+    if cues:
+        from lorebook.voice.lipsync import cues_for_speech, rhubarb_json
+
+        track = rhubarb_json(cues_for_speech(chunks), samples.size / speaker.sample_rate, out.name)
+        cues.write_text(json.dumps(track, indent=1), encoding="utf-8")
     seconds = sum(c.seconds for c in chunks)
     err_console.print(f"wrote {out}: {samples.size / speaker.sample_rate:.1f} s of audio at {speaker.sample_rate} Hz, "
                       f"voice {speaker.name}, {len(chunks)} sentence(s) in {seconds:.2f} s")

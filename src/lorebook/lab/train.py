@@ -57,12 +57,18 @@ def default_run_dir(config: LabConfig) -> Path:
     return paths.subdir("lab") / "runs" / f"{config.task}-{config.attention}-s{config.seed}"
 
 
-def lr_at(step: int, config: LabConfig) -> float:
-    """Linear warm-up to lr, then cosine decay to lr·min_lr_ratio at max_iters."""
+def lr_at(step: int, config: LabConfig, train_seconds: float = 0.0) -> float:
+    """Linear warm-up to lr, then cosine decay to lr·min_lr_ratio at max_iters or max_minutes.
+
+    With a time budget the decay follows whichever budget runs out first, so a run cut by the clock
+    still ends at the low learning rate that settles it, on a slow machine as on a fast one.
+    """
     if step < config.warmup_iters:
         return config.lr * (step + 1) / config.warmup_iters
     span = max(1, config.max_iters - config.warmup_iters)
     progress = min(1.0, (step - config.warmup_iters) / span)
+    if config.max_minutes > 0:
+        progress = max(progress, min(1.0, train_seconds / (60 * config.max_minutes)))
     floor = config.lr * config.min_lr_ratio
     return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
 
@@ -193,7 +199,7 @@ def train(
         while step < config.max_iters:
             started = time.perf_counter()
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
+                group["lr"] = lr_at(step, config, train_seconds)
             x_bt, y_bt = task.get_batch("train", config.batch_size, batch_gen)
             with autocast(device):
                 _, loss = model(x_bt.to(device, non_blocking=True), y_bt.to(device, non_blocking=True))

@@ -130,7 +130,7 @@ class TorchEngine(Engine):
         steps = self._steps(ids)
         logits = next(steps)
         generated: list[int] = []
-        emitted = ""
+        emitted, sent = "", 0  # sent: characters already yielded; local, so an abandoned stream leaves no trace
         prefix, read = 0, 0
         finish = "length"
         started = time.perf_counter()
@@ -152,24 +152,17 @@ class TorchEngine(Engine):
                 finish = "stop"
                 break
             safe = len(emitted) - held_back(emitted, options.stop)
-            yield from self._flush(emitted[:safe])
+            if safe > sent:
+                yield emitted[sent:safe]
+                sent = safe
             if len(generated) < max_new:
                 logits = steps.send(token)
         steps.close()
         final, _ = cut_at_stop(emitted, options.stop)
-        yield from self._flush(final)
-        self._sent = 0
+        if len(final) > sent:
+            yield final[sent:]
         self.last = Completion(final, len(ids), len(generated), finish)
         self.last_seconds = time.perf_counter() - started
-
-    _sent = 0
-
-    def _flush(self, text: str) -> Iterator[str]:
-        """Yield the part of `text` not yet sent to the caller."""
-        if len(text) > self._sent:
-            piece = text[self._sent :]
-            self._sent = len(text)
-            yield piece
 
     def chat_batch(self, conversations: list[list[Message]], options: GenerationOptions | None = None) -> list[str]:
         """Replies to many conversations in one padded batch (throughput for eval and synth)."""

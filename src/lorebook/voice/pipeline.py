@@ -129,6 +129,8 @@ class VoicePipeline:
         """
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="speculative-stt")
+        if self._speculation is not None:
+            self._speculation[1].cancel()  # speech went on after the earlier pause: that guess is stale
         self._speculation = (pause.time, self._pool.submit(self.transcriber.transcribe, pause.audio))
 
     def respond(self, audio: np.ndarray, speech_end: float | None = None) -> Iterator[Event]:

@@ -62,7 +62,7 @@ class SentenceSplitter:
     than `max_chars`, is cut at a space.
     """
 
-    def __init__(self, first_min_chars: int = 40, max_chars: int = 220, first_max_chars: int = 90):
+    def __init__(self, first_min_chars: int = 24, max_chars: int = 220, first_max_chars: int = 90):
         self.buffer = ""
         self.first_min_chars = first_min_chars
         self.first_max_chars = first_max_chars

@@ -1,0 +1,120 @@
+"""`lorebook synth SCENARIO.yaml -n 1000 --turns 10 -o convs.jsonl`: synthetic role-play conversations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import typer
+
+from lorebook.cli.common import console, friendly_errors
+from lorebook.synth.persona_eval import PersonaEvalConfig
+from lorebook.synth.runner import SynthConfig
+
+HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(SynthConfig)}
+EVAL_HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(PersonaEvalConfig)}
+DEFAULTS = SynthConfig()
+
+
+@friendly_errors
+def synth_command(
+    scenario_path: Path = typer.Argument(..., help="scenario YAML (e.g. examples/customs-checkpoint-es.yaml)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output chat JSONL; rerun the same command to resume"),
+    n: int = typer.Option(DEFAULTS.n, "-n", help=HELP["n"]),
+    turns: int = typer.Option(DEFAULTS.turns, "--turns", help=HELP["turns"]),
+    teacher: str = typer.Option(DEFAULTS.teacher, "--teacher", "-t", help=HELP["teacher"]),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help=HELP["batch_size"]),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
+    dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
+    check_language: bool = typer.Option(True, "--check-language/--no-check-language", help=HELP["check_language"]),
+    threads: int = typer.Option(0, "--threads", help=HELP["threads"]),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Generate role-play conversations with a teacher playing both sides; filter, dedupe, resume."""
+    from lorebook.synth.runner import run_synth
+    from lorebook.synth.scenario import load_scenario
+
+    scenario = load_scenario(scenario_path)
+    if teacher.startswith("batch:"):
+        batch_size = n  # one Batch API file per turn covers every conversation
+    config = SynthConfig(n=n, turns=turns, teacher=teacher, batch_size=batch_size, seed=seed, dedup=dedup,
+                         check_language=check_language, threads=threads)
+    report = run_synth(scenario, config, out, progress=not as_json)
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["drop_reasons"].items())) or "none"
+    console.print(f"kept {report['kept']} conversations in {out}; dropped {report['dropped']} ({reasons})", markup=False)
+    console.print("ended by: " + ", ".join(f"{k} {v}" for k, v in sorted(report["ended_by"].items())), markup=False)
+    if report["conversations_per_minute"]:
+        console.print(f"{report['generated_this_run']} generated in {report['seconds_this_run']} s "
+                      f"({report['conversations_per_minute']} conversations/min)", markup=False)
+    console.print(f"train on it: lorebook teach {out} --model gemma3-270m --name customs-es --replay 0", markup=False)
+
+
+def _interval(metric: dict | None, percent: bool = True) -> str:
+    if not metric or metric.get("value") is None:
+        return "-"
+    scale, unit = (100, "%") if percent else (1, "")
+    low, high = metric["ci"]
+    return f"{scale * metric['value']:.1f}{unit} [{scale * low:.1f}–{scale * high:.1f}]"
+
+
+def persona_table(result: dict):
+    """Base vs tuned side by side, 95% intervals (Wilson for shares, bootstrap for chrF and perplexity)."""
+    from rich.table import Table
+
+    table = Table("", *[row["label"] for row in result["rows"]],
+                  title=f"persona {result['persona']} on scenario {result['scenario']} ({result['turns']} agent turns per conversation)")
+    first = result["rows"][0]["metrics"]
+    table.add_row("agent turns", *[str(row["metrics"]["language"]["n"]) for row in result["rows"]])
+    table.add_row(f"in {result['language']} [95% CI]", *[_interval(row["metrics"]["language"]) for row in result["rows"]])
+    table.add_row("in character [95% CI]", *[_interval(row["metrics"]["in_character"]) for row in result["rows"]])
+    if "chrf" in first:
+        table.add_row("chrF vs held-out [95% CI]", *[_interval(row["metrics"]["chrf"], False) for row in result["rows"]])
+        table.add_row("perplexity held-out [95% CI]",
+                      *[_interval(row["metrics"]["perplexity"], False) for row in result["rows"]])
+    table.add_row(f"in {result['language']} by turn", *[
+        " ".join(f"{100 * v:.0f}" for v in row["metrics"]["language_by_turn"]) for row in result["rows"]])
+    return table
+
+
+@friendly_errors
+def persona_eval_command(
+    persona: str = typer.Option(..., "--persona", "-p", help=EVAL_HELP["persona"]),
+    scenario: Path = typer.Option(..., "--scenario", help=EVAL_HELP["scenario"]),
+    adapter: list[str] = typer.Option([], "--adapter", "-a", help=EVAL_HELP["adapters"]),
+    model: str = typer.Option(None, "--model", "-m", help=EVAL_HELP["model"]),
+    references: Path = typer.Option(None, "--references", help=EVAL_HELP["references"]),
+    conversations: int = typer.Option(0, "--conversations", help=EVAL_HELP["conversations"]),
+    turns: int = typer.Option(10, "--turns", help=EVAL_HELP["turns"]),
+    max_tokens: int = typer.Option(48, "--max-tokens", help=EVAL_HELP["max_tokens"]),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help=EVAL_HELP["baseline"]),
+    out: Path = typer.Option(None, "--out", "-o", help="also save the result (metrics and every conversation) as JSON"),
+    examples: int = typer.Option(1, "--examples", help="conversations to print per subject"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Simulated conversations against the scenario's scripted travellers: language, character, chrF, perplexity."""
+    from lorebook.synth.persona_eval import run_persona_eval
+
+    config = PersonaEvalConfig(persona=persona, scenario=str(scenario), adapters=list(adapter), model=model,
+                               references=str(references) if references else None, conversations=conversations,
+                               turns=turns, max_tokens=max_tokens, baseline=baseline)
+    result = run_persona_eval(config, progress=not as_json)
+    if out:
+        out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    console.print(persona_table(result), markup=False)
+    for row in result["rows"]:
+        for chat in row["conversations"][:examples]:
+            console.print(f"--- {row['label']}", markup=False)
+            for message in chat[1:]:
+                who = "agent" if message["role"] == "assistant" else "traveller"
+                console.print(f"{who:>9}: {' '.join(message['content'].split())[:160]}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth_command)

@@ -1,0 +1,1 @@
+"""Synthetic role-play conversations (two agents, batched teachers, filters) and persona evaluation."""

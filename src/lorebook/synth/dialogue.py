@@ -1,0 +1,129 @@
+"""The two-agent loop: conversations advance in lockstep, one batched generation per turn.
+
+Each side sees the conversation from its own point of view: its own turns as `assistant`, the other
+side's as `user`, under its own system prompt (filled with the sampled attributes), its teacher-only
+hints and its few-shot examples. Every conversation of a batch has the same speaker at the same turn,
+so one round is one `Teacher.generate` call. A conversation ends when a side says one of its closing
+phrases (the outcome is recorded) or at the turn limit.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+from lorebook.models.engine import GenerationOptions
+from lorebook.synth.scenario import Scenario, Side, fill
+
+LABEL = re.compile(r"^\s*(agente|agent|officer|oficial|viajero|viajera|traveller|traveler|model|user|marta)\s*:\s*",
+                   re.IGNORECASE)
+SENTENCE_END = re.compile(r"[.?!…](?=[^.?!…]*$)")
+
+
+@dataclass
+class Conversation:
+    """One conversation being generated: its sampled attributes and the turns so far."""
+
+    index: int
+    attributes: dict[str, str]
+    sampling: dict[str, float]
+    turns: list[dict] = field(default_factory=list)  # {"role": "agent"|"traveller", "text": …}
+    ended_by: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.ended_by is not None
+
+
+def speaker(scenario: Scenario, turn: int) -> str:
+    """Who speaks at turn `turn` (0-based)."""
+    first, second = ("traveller", "agent") if scenario.opening == "traveller" else ("agent", "traveller")
+    return first if turn % 2 == 0 else second
+
+
+def view(scenario: Scenario, conversation: Conversation, role: str) -> list[dict]:
+    """The chat messages `role` sees before speaking: prompt, hints, few-shot examples, then the turns."""
+    side: Side = getattr(scenario, role)
+    system = fill(side.system, conversation.attributes)
+    hints = fill(side.hints, conversation.attributes)
+    messages = [{"role": "system", "content": f"{system}\n{hints}" if hints else system}]
+    for other_line, own_line in side.examples:
+        messages += [{"role": "user", "content": other_line}, {"role": "assistant", "content": own_line}]
+    for turn in conversation.turns:
+        messages.append({"role": "assistant" if turn["role"] == role else "user", "content": turn["text"]})
+    return messages
+
+
+def clean_turn(text: str) -> str:
+    """One turn out of raw model text: the first line, no speaker label, no junk after the last sentence.
+
+    Base models keep writing the other side on the next line ("Viajero: …") and small models often
+    trail a stray token after a finished sentence; neither belongs to the turn.
+    """
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    line = LABEL.sub("", lines[0]).strip() if lines else ""
+    end = SENTENCE_END.search(line)
+    if end and end.end() < len(line):
+        line = line[: end.end()]
+    return line.strip()
+
+
+def closing(side: Side, text: str) -> str | None:
+    """The outcome a turn closes the conversation with (e.g. 'admitted'), or None."""
+    lowered = " ".join(text.lower().split())
+    for outcome, phrases in side.closings.items():
+        if any(phrase in lowered for phrase in phrases):
+            return outcome
+    return None
+
+
+def opener(scenario: Scenario, conversation: Conversation, seed: int) -> str | None:
+    """A scripted first line for the opening side, when the scenario lists openers."""
+    side: Side = getattr(scenario, scenario.opening)
+    if not side.openers:
+        return None
+    rng = random.Random(f"{seed}:opener:{conversation.index}")
+    return fill(rng.choice(side.openers), conversation.attributes)
+
+
+def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
+         on_turn=None) -> None:
+    """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn."""
+    for turn in range(max_turns):
+        active = [c for c in conversations if not c.done]
+        if not active:
+            return
+        role = speaker(scenario, turn)
+        side: Side = getattr(scenario, role)
+        scripted = [opener(scenario, c, seed) for c in active] if turn == 0 else [None] * len(active)
+        needed = [c for c, line in zip(active, scripted) if line is None]
+        generated = iter([])
+        if needed:
+            options = GenerationOptions(
+                temperature=needed[0].sampling.get("temperature", 0.7), top_p=needed[0].sampling.get("top_p", 0.95),
+                max_tokens=side.max_tokens, repetition_penalty=1.15,
+                seed=seed * 1_000_003 + needed[0].index * 101 + turn,
+            )
+            key = f"c{needed[0].index}-t{turn}-{role}"
+            generated = iter(teacher.generate([view(scenario, c, role) for c in needed], options, key=key,
+                                              ids=[c.index for c in needed]))
+        for conversation, line in zip(active, scripted):
+            text = line if line is not None else clean_turn(next(generated))
+            conversation.turns.append({"role": role, "text": text})
+            outcome = closing(side, text) if text else None
+            if outcome:
+                conversation.ended_by = f"{role}:{outcome}"
+        if on_turn:
+            on_turn()
+    for conversation in conversations:
+        if not conversation.done:
+            conversation.ended_by = "max_turns"
+
+
+def to_chat(scenario: Scenario, conversation: Conversation) -> list[dict]:
+    """The agent's side as chat messages for fine-tuning: the persona's system prompt, no teacher hints."""
+    messages = [{"role": "system", "content": fill(scenario.agent.system, conversation.attributes)}]
+    for turn in conversation.turns:
+        messages.append({"role": "assistant" if turn["role"] == "agent" else "user", "content": turn["text"]})
+    return messages

@@ -1,0 +1,77 @@
+"""Filters that decide which generated conversations are worth training on, and say why others were not.
+
+Per turn: empty turns, looping turns (one n-gram covering half a long turn, or a side repeating its own
+earlier line), and agent turns not in the scenario's language (py3langid restricted to likely
+languages; turns too short to call pass). Per conversation: near-duplicates of a conversation already
+kept, by Jaccard similarity of word 3-gram shingles.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from lorebook.evaluate.behaviour import is_empty, is_loop
+
+DEFAULT_DUPLICATE_THRESHOLD = 0.7
+# Languages written in Latin script: a Cyrillic or CJK word in their turns is a small model's stray
+# continuation ("… aquí. Меня зовут"), which the language identifier misses when the rest is Spanish.
+LATIN_SCRIPT = {"es", "en", "fr", "de", "it", "pt", "ca", "nl", "ro", "pl", "sv", "da", "no", "fi", "cs"}
+
+
+def foreign_script(text: str, language: str) -> bool:
+    """True when a turn in a Latin-script language contains letters of another script."""
+    if language not in LATIN_SCRIPT:
+        return False
+    return any(ch.isalpha() and not unicodedata.name(ch, "LATIN").startswith("LATIN") for ch in text)
+
+
+def turn_problem(conversation_turns: list[dict], language: str) -> str | None:
+    """The first reason to drop a conversation by its turns: empty_turn, looping_turn, wrong_language."""
+    from lorebook.redteam.graders import reply_language
+
+    seen: dict[str, set[str]] = {"agent": set(), "traveller": set()}
+    if not any(turn["role"] == "agent" for turn in conversation_turns):
+        return "no_agent_turn"
+    for turn in conversation_turns:
+        text = turn["text"]
+        if is_empty(text):
+            return "empty_turn"
+        normal = " ".join(text.lower().split())
+        if is_loop(text) or normal in seen[turn["role"]]:
+            return "looping_turn"
+        seen[turn["role"]].add(normal)
+        if turn["role"] == "agent" and (foreign_script(text, language)
+                                        or reply_language(text) not in ("und", language)):
+            return "wrong_language"
+    return None
+
+
+def shingles(turns: list[dict], size: int = 3) -> frozenset:
+    """Word n-grams of all turns (lower case, accents removed) — the fingerprint for near-duplicates."""
+    text = " ".join(turn["text"] for turn in turns).lower()
+    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    words = re.findall(r"\w+", text)
+    return frozenset(tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1)))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+class DuplicateFilter:
+    """Remembers kept conversations and flags new ones too similar to any of them.
+
+    A linear scan: fine for the thousands of conversations a CPU run produces (MinHash/LSH would be the
+    next step for millions)."""
+
+    def __init__(self, threshold: float = DEFAULT_DUPLICATE_THRESHOLD):
+        self.threshold = threshold
+        self.kept: list[frozenset] = []
+
+    def is_duplicate(self, turns: list[dict]) -> bool:
+        fingerprint = shingles(turns)
+        return any(jaccard(fingerprint, other) >= self.threshold for other in self.kept)
+
+    def add(self, turns: list[dict]) -> None:
+        self.kept.append(shingles(turns))

@@ -1,0 +1,213 @@
+"""Persona evaluation: simulated conversations against a scripted traveller, base vs tuned.
+
+`lorebook eval --persona customs-agent-es --scenario examples/customs-checkpoint-es.yaml` plays each of
+the scenario's scripted travellers (ten lines each) against the persona, one agent reply per line,
+all conversations batched and decoded greedily (the persona's repetition penalty kept) so runs are
+reproducible. Per agent turn: is it in the scenario's language, is it in character (no AI admission
+or role break, not empty or looping, not speaking as the traveller). With held-out reference
+conversations (e.g. the tail of a `lorebook synth` file the adapter was not trained on): chrF of
+the persona's reply against the reference reply given the reference history (sacrebleu), and the
+perplexity of the reference agent turns. The same persona without its adapters is the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lorebook.errors import InputError
+from lorebook.evaluate.behaviour import is_degenerate
+from lorebook.evaluate.stats import bootstrap_mean, share
+from lorebook.synth.dialogue import LABEL
+from lorebook.synth.scenario import load_scenario
+
+TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
+
+
+@dataclass
+class PersonaEvalConfig:
+    """What to evaluate; each field's help is the matching CLI flag's help."""
+
+    persona: str = field(default="customs-agent-es", metadata={"help": "persona to evaluate (model, adapters, prompt)"})
+    scenario: str = field(default="examples/customs-checkpoint-es.yaml", metadata={"help": "scenario with eval.script"})
+    adapters: list[str] = field(default_factory=list, metadata={"help": "extra LoRA adapters on top of the persona's"})
+    model: str | None = field(default=None, metadata={"help": "model instead of the persona's"})
+    references: str | None = field(default=None, metadata={"help": "held-out chat JSONL for chrF and perplexity"})
+    conversations: int = field(default=0, metadata={"help": "simulated conversations (0 = one per script)"})
+    turns: int = field(default=10, metadata={"help": "agent turns per simulated conversation"})
+    max_tokens: int = field(default=48, metadata={"help": "reply budget per agent turn (tokens)"})
+    baseline: bool = field(default=True, metadata={"help": "also evaluate the persona without adapters"})
+
+
+@dataclass
+class Subject:
+    label: str
+    model: str | None
+    adapters: list[str]
+    system: str
+    options: object
+
+
+def subjects(config: PersonaEvalConfig) -> list[Subject]:
+    """The tuned subject (persona + adapters) and, when asked and different, its baseline without adapters."""
+    from lorebook.chat.persona import load_persona
+
+    persona = load_persona(config.persona)
+    model = config.model or persona.model
+    adapters = list(persona.adapters) + list(config.adapters)
+    options = persona.options.updated(temperature=0.0, max_tokens=config.max_tokens, seed=0)
+    tuned = Subject(f"{persona.name}" + (f" + {', '.join(adapters)}" if adapters else ""), model, adapters,
+                    persona.system, options)
+    if config.baseline and adapters:
+        return [Subject(f"{model} untuned", model, [], persona.system, options), tuned]
+    return [tuned]
+
+
+def scripts(scenario, count: int, turns: int) -> list[list[str]]:
+    """`count` traveller scripts of `turns` lines, cycling the scenario's scripts (and their lines)."""
+    if not scenario.script:
+        raise InputError(f"scenario {scenario.source} has no eval.script", "add eval: {script: [[line, …]]}")
+    count = count or len(scenario.script)
+    return [[s[t % len(s)] for t in range(turns)] for s in (scenario.script[i % len(scenario.script)] for i in range(count))]
+
+
+def in_character(text: str) -> bool:
+    """An officer's turn: not empty or looping, no AI admission or role break, not the traveller talking."""
+    from lorebook.redteam.graders import role_breaks
+
+    if is_degenerate(text) or role_breaks(text, None, True):
+        return False
+    label = LABEL.match(text)
+    return not (label and label.group(1).lower() in TRAVELLER_LABELS)
+
+
+def in_language(text: str, language: str) -> bool:
+    """The turn is in `language`; a turn too short to call counts when it has words at all."""
+    from lorebook.redteam.graders import reply_language
+
+    found = reply_language(text)
+    return found == language or (found == "und" and not is_degenerate(text))
+
+
+def simulate(engine, subject: Subject, lines: list[list[str]], progress: bool) -> list[list[dict]]:
+    """Play every script against the subject, all conversations in one batch per turn."""
+    chats = [[{"role": "system", "content": subject.system}] for _ in lines]
+    for turn in tqdm(range(len(lines[0])), desc=f"simulate {subject.label}", disable=not progress):
+        for chat, script in zip(chats, lines):
+            chat.append({"role": "user", "content": script[turn]})
+        for chat, reply in zip(chats, engine.chat_batch(chats, subject.options)):
+            chat.append({"role": "assistant", "content": reply.strip()})
+    return chats
+
+
+def reference_chrf(engine, subject: Subject, references: list[list[dict]]) -> dict:
+    """chrF of the subject's reply to each reference history against the reference agent turn."""
+    import sacrebleu
+
+    prompts, targets = [], []
+    for chat in references:
+        history = [{"role": "system", "content": subject.system}] + [m for m in chat if m["role"] != "system"]
+        for index, message in enumerate(history):
+            if message["role"] == "assistant" and index > 0:
+                prompts.append(history[:index])
+                targets.append(message["content"])
+    if not prompts:
+        return {"value": None, "n": 0, "ci": [None, None]}
+    replies = engine.chat_batch(prompts, subject.options)
+    scores = [sacrebleu.sentence_chrf(reply.strip(), [target]).score for reply, target in zip(replies, targets)]
+    result = bootstrap_mean(scores)
+    result["corpus"] = sacrebleu.corpus_chrf([r.strip() for r in replies], [targets]).score
+    return result
+
+
+def reference_perplexity(engine, references: list[list[dict]], system: str) -> dict:
+    """Perplexity of the reference agent turns (tokens the persona would say), bootstrapped by conversation."""
+    import torch
+    from torch.nn import functional
+
+    from lorebook.teach.render import chat_segments
+
+    model, tokenizer = getattr(engine, "model", None), getattr(engine, "tokenizer", None)
+    if model is None or tokenizer is None or not hasattr(model, "forward"):
+        return {"value": None, "n": 0, "ci": [None, None]}
+    totals = []
+    for chat in references:
+        messages = [{"role": "system", "content": system}] + [m for m in chat if m["role"] != "system"]
+        ids, labels = [], []
+        for text, trainable in chat_segments(tokenizer, messages):
+            piece = tokenizer.encode(text, add_special_tokens=False)
+            ids += piece
+            labels += piece if trainable else [-100] * len(piece)
+        with torch.inference_mode():
+            logits = model(torch.tensor([ids])).logits[0, :-1].float()
+        target = torch.tensor(labels[1:])
+        nll = functional.cross_entropy(logits, target, ignore_index=-100, reduction="sum").item()
+        totals.append((nll, int((target != -100).sum())))
+    return _perplexity_interval(totals)
+
+
+def _perplexity_interval(totals: list[tuple[float, int]], samples: int = 1000, seed: int = 0) -> dict:
+    tokens = sum(count for _, count in totals)
+    if not tokens:
+        return {"value": None, "n": 0, "ci": [None, None]}
+    rng = random.Random(seed)
+    values = []
+    for _ in range(samples):
+        pick = rng.choices(totals, k=len(totals))
+        count = sum(c for _, c in pick)
+        if count:
+            values.append(math.exp(sum(n for n, _ in pick) / count))
+    values.sort()
+    return {"value": math.exp(sum(n for n, _ in totals) / tokens), "n": len(totals), "tokens": tokens,
+            "ci": [values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]]}
+
+
+def score_conversations(chats: list[list[dict]], language: str) -> dict:
+    """Language and character shares over all agent turns, and the language share at each turn index."""
+    agent = [[m["content"] for m in chat if m["role"] == "assistant"] for chat in chats]
+    flat = [text for replies in agent for text in replies]
+    per_turn = [share([in_language(replies[t], language) for replies in agent if len(replies) > t])
+                for t in range(max(map(len, agent), default=0))]
+    return {"language": share([in_language(t, language) for t in flat]),
+            "in_character": share([in_character(t) for t in flat]),
+            "language_by_turn": [p["value"] for p in per_turn]}
+
+
+def load_references(path) -> list[list[dict]]:
+    from lorebook.teach.inputs import load_chats
+
+    return load_chats(Path(path))
+
+
+def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_loader=None) -> dict:
+    """Evaluate each subject (baseline first); returns {scenario, rows: [{label, metrics, samples}]}."""
+    scenario = load_scenario(config.scenario)
+    if config.turns < 1 or config.max_tokens < 1 or config.conversations < 0:
+        raise InputError("--turns and --max-tokens must be positive", "e.g. --turns 10 --max-tokens 48")
+    lines = scripts(scenario, config.conversations, config.turns)
+    references = load_references(config.references) if config.references else []
+    loader = engine_loader or _load_engine
+    rows = []
+    for subject in subjects(config):
+        engine = loader(subject)
+        chats = simulate(engine, subject, lines, progress)
+        metrics = score_conversations(chats, scenario.language)
+        if references:
+            metrics["chrf"] = reference_chrf(engine, subject, references)
+            metrics["perplexity"] = reference_perplexity(engine, references, subject.system)
+        rows.append({"label": subject.label, "model": subject.model, "adapters": subject.adapters,
+                     "metrics": metrics, "conversations": chats})
+        del engine
+    return {"scenario": scenario.name, "language": scenario.language, "persona": config.persona,
+            "turns": config.turns, "references": config.references, "rows": rows}
+
+
+def _load_engine(subject: Subject):
+    from lorebook.models.engine import load_engine
+    from lorebook.teach.config import idle_cores
+
+    return load_engine(subject.model, adapters=subject.adapters, threads=idle_cores())

@@ -1,0 +1,168 @@
+"""`run_synth`: generate N conversations in batches, filter them, append them to JSONL, resume after a kill.
+
+Files beside OUT (e.g. convs.jsonl): OUT itself (kept conversations, chat JSONL that `lorebook teach`
+reads, with the sampled attributes under `metadata`), `convs.drops.jsonl` (dropped ones with the
+reason), `convs.synth.json` (the config and scenario fingerprint, checked on resume) and
+`convs.report.json` (counts). Conversation i is seeded by (seed, i), and a batch is appended only when
+finished, so a killed run regenerates at most its unfinished batch and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lorebook.errors import InputError
+from lorebook.synth.dialogue import Conversation, play, to_chat
+from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, turn_problem
+from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
+from lorebook.synth.teachers import make_teacher
+
+
+@dataclass
+class SynthConfig:
+    """How to generate; each field's help is the matching `lorebook synth` flag's help."""
+
+    n: int = field(default=100, metadata={"help": "conversations to generate (kept + dropped)"})
+    turns: int = field(default=10, metadata={"help": "most turns per conversation (both sides counted)"})
+    teacher: str = field(default="gemma3-270m", metadata={
+        "help": "who writes the turns: a model name/path (local, batched), an OpenAI-compatible URL "
+                "(http://host:port/v1#model), or batch:FOLDER[#model] for OpenAI Batch API files"})
+    batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
+    seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
+    dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
+        "help": "drop a conversation whose word 3-gram Jaccard similarity to a kept one reaches this (1 = off)"})
+    check_language: bool = field(default=True, metadata={"help": "drop conversations with an agent turn in another language"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads for a local teacher (0 = idle cores)"})
+
+    def validate(self) -> None:
+        if self.n < 1 or self.turns < 1 or self.batch_size < 1:
+            raise InputError("-n, --turns and --batch-size must be at least 1", "e.g. -n 100 --turns 10")
+        if not 0 < self.dedup <= 1:
+            raise InputError(f"--dedup {self.dedup} is out of range", "use a similarity in (0, 1], e.g. 0.7")
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    return out.with_name(f"{out.stem}.{suffix}")
+
+
+def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
+    text = Path(scenario.source).read_bytes() if scenario.source else b""
+    kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads")}
+    return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_done(path: Path) -> list[dict]:
+    """Records already written; a torn last line (killed mid-write) is cut off so it is regenerated."""
+    if not path.exists():
+        return []
+    records, good_bytes = [], 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                records.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break
+            good_bytes += len(raw)
+    if good_bytes < path.stat().st_size:
+        with path.open("r+b") as handle:
+            handle.truncate(good_bytes)
+    return records
+
+
+def _append(path: Path, records: list[dict]) -> None:
+    if not records:
+        return
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _check_resume(out: Path, fingerprint: str, config: SynthConfig) -> None:
+    meta_path = sidecar(out, "synth.json")
+    if meta_path.exists():
+        previous = json.loads(meta_path.read_text())
+        if previous.get("fingerprint") != fingerprint:
+            raise InputError(f"{out} was generated with another scenario, teacher, seed or filters",
+                             "use a new -o file, or the same options as before to resume")
+    meta_path.write_text(json.dumps({"fingerprint": fingerprint, "config": asdict(config)}, indent=2) + "\n")
+
+
+def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progress: bool = True) -> dict:
+    """Generate until conversations 0..n-1 are all kept or dropped; returns the report (also saved)."""
+    config.validate()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, _fingerprint(scenario, config), config)
+    drops_path = sidecar(out, "drops.jsonl")
+    kept, dropped = _read_done(out), _read_done(drops_path)
+    done = {r["id"] for r in kept} | {r["id"] for r in dropped}
+    duplicates = DuplicateFilter(config.dedup)
+    for record in kept:
+        duplicates.add(record["metadata"]["turns"])
+    pending = [i for i in range(config.n) if i not in done]
+    if teacher is None and pending:
+        teacher = make_teacher(config.teacher, _engine_loader(config))
+    reasons = Counter(r["reason"] for r in dropped)
+    started, generated = time.perf_counter(), 0
+    bar = tqdm(total=len(pending) * config.turns, desc="synth turns", disable=not progress, unit="turn")
+    for start in range(0, len(pending), config.batch_size):
+        chunk = pending[start : start + config.batch_size]
+        sampling = sample_sampling(scenario, config.seed, chunk[0])
+        conversations = [Conversation(i, sample_attributes(scenario, config.seed, i), sampling) for i in chunk]
+        play(scenario, conversations, teacher, config.turns, config.seed, 
+             on_turn=functools.partial(bar.update, len(chunk)))
+        keep_records, drop_records = [], []
+        for conversation in conversations:
+            record = _record(scenario, conversation, config, teacher)
+            reason = turn_problem(conversation.turns, scenario.language)
+            if reason == "wrong_language" and not config.check_language:
+                reason = None
+            if reason is None and config.dedup < 1 and duplicates.is_duplicate(conversation.turns):
+                reason = "near_duplicate"
+            if reason is None:
+                duplicates.add(conversation.turns)
+                keep_records.append(record)
+            else:
+                reasons[reason] += 1
+                drop_records.append({**record, "reason": reason})
+        _append(out, keep_records)
+        _append(drops_path, drop_records)
+        kept += keep_records
+        generated += len(chunk)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    report = {"kept": len(kept), "dropped": sum(reasons.values()), "drop_reasons": dict(reasons),
+              "generated_this_run": generated, "seconds_this_run": round(elapsed, 1),
+              "conversations_per_minute": round(60 * generated / elapsed, 2) if generated and elapsed else None,
+              "ended_by": dict(Counter(r["metadata"]["ended_by"] for r in kept)), "output": str(out),
+              "teacher": getattr(teacher, "name", config.teacher)}
+    sidecar(out, "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+def _record(scenario: Scenario, conversation: Conversation, config: SynthConfig, teacher) -> dict:
+    return {"id": conversation.index, "messages": to_chat(scenario, conversation),
+            "metadata": {"scenario": scenario.name, "attributes": conversation.attributes,
+                         "sampling": conversation.sampling, "ended_by": conversation.ended_by,
+                         "turns": conversation.turns, "teacher": getattr(teacher, "name", config.teacher),
+                         "seed": config.seed}}
+
+
+def _engine_loader(config: SynthConfig):
+    def load(model: str):
+        from lorebook.models.engine import load_engine
+        from lorebook.teach.config import idle_cores
+
+        return load_engine(model, threads=config.threads or idle_cores())
+
+    return load

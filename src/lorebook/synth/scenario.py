@@ -1,0 +1,176 @@
+"""Scenarios: a YAML description of a two-sided role-play, and seeded sampling of its attributes.
+
+    name: customs-checkpoint-es
+    language: es                       # the language every agent turn must be in
+    opening: traveller                 # who speaks first: traveller | agent
+    agent:
+      system: "Eres Marta García…"     # kept in the training data (the persona will chat under it)
+      hints: "Eres {strictness}."      # teacher-only, formatted with the attributes
+      examples: [[user, reply], …]     # teacher-only few-shot exchanges (base models need them)
+      closings: ["bienvenido a españa", …]   # phrases that end the conversation, by outcome
+    traveller:
+      system: "You are a traveller from {nationality}…"
+      examples: […]
+      openers: ["Buenos días.", …]     # first lines, sampled (formatted with the attributes)
+      closings: [...]
+    attributes: {nationality: [...], purpose: [...], …}   # one value sampled per conversation
+    sampling: {temperature: [0.6, 0.9], top_p: [0.85, 0.95]}
+    eval: {script: [[line, …], …]}     # scripted traveller lines for `lorebook eval --scenario`
+
+Every problem is a one-line InputError naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lorebook.errors import InputError
+
+OPENINGS = ("traveller", "agent")
+TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
+SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens"}
+
+
+@dataclass
+class Side:
+    """One role of the scenario: its prompts, few-shot examples and the phrases that close a conversation."""
+
+    system: str
+    hints: str = ""
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    closings: dict[str, list[str]] = field(default_factory=dict)
+    openers: list[str] = field(default_factory=list)
+    language: str | None = None
+    max_tokens: int = 48
+
+
+@dataclass
+class Scenario:
+    name: str
+    language: str
+    opening: str
+    agent: Side
+    traveller: Side
+    attributes: dict[str, list[str]]
+    sampling: dict[str, tuple[float, float]]
+    script: list[list[str]] = field(default_factory=list)
+    description: str = ""
+    source: str = ""
+
+
+def _fail(path, key: str, problem: str, fix: str) -> InputError:
+    return InputError(f"scenario {path}: {key}: {problem}", fix)
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _side(path, key: str, raw, attributes: dict) -> Side:
+    if not isinstance(raw, dict):
+        raise _fail(path, key, "must be a mapping", f"e.g. {key}: {{system: '…'}}")
+    unknown = sorted(set(raw) - SIDE_KEYS)
+    if unknown:
+        raise _fail(path, key, f"unknown keys {', '.join(unknown)}", f"allowed: {', '.join(sorted(SIDE_KEYS))}")
+    system = raw.get("system")
+    if not isinstance(system, str) or not system.strip():
+        raise _fail(path, f"{key}.system", "is missing or empty", "write the role prompt for this side")
+    examples = []
+    for number, pair in enumerate(raw.get("examples") or [], 1):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) and t.strip() for t in pair)):
+            raise _fail(path, f"{key}.examples[{number}]", "must be a pair [other side's line, this side's reply]",
+                        'e.g. - ["Buenos días.", "Su pasaporte, por favor."]')
+        examples.append((pair[0], pair[1]))
+    closings = raw.get("closings") or {}
+    if not isinstance(closings, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(p, str) and p.strip() for p in v) for v in closings.values()
+    ):
+        raise _fail(path, f"{key}.closings", "must map an outcome to a list of phrases",
+                    "e.g. closings: {admitted: ['bienvenido a españa']}")
+    openers = raw.get("openers") or []
+    if not isinstance(openers, list) or not all(isinstance(o, str) and o.strip() for o in openers):
+        raise _fail(path, f"{key}.openers", "must be a list of lines", "e.g. openers: ['Buenos días.']")
+    for name in ("system", "hints"):
+        missing = _placeholders(raw.get(name) or "") - set(attributes)
+        if missing:
+            raise _fail(path, f"{key}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
+                        "add them under attributes: or remove the {placeholders}")
+    max_tokens = raw.get("max_tokens", 48)
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise _fail(path, f"{key}.max_tokens", "must be a positive integer", "e.g. max_tokens: 48")
+    return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
+                {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens)
+
+
+def load_scenario(path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"scenario {path} does not exist", "check the path, e.g. examples/customs-checkpoint-es.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise InputError(f"scenario {path} is not valid UTF-8 YAML", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise InputError(f"scenario {path} must be a YAML mapping", "start from examples/customs-checkpoint-es.yaml")
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise _fail(path, "top level", f"unknown keys {', '.join(unknown)}", f"allowed: {', '.join(sorted(TOP_KEYS))}")
+    language = data.get("language")
+    if not isinstance(language, str) or len(language) != 2:
+        raise _fail(path, "language", "must be a two-letter ISO code", "e.g. language: es")
+    opening = data.get("opening", "traveller")
+    if opening not in OPENINGS:
+        raise _fail(path, "opening", f"unknown value {opening!r}", f"use one of {', '.join(OPENINGS)}")
+    attributes = data.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(x, (str, int, float)) for x in v) for v in attributes.values()
+    ):
+        raise _fail(path, "attributes", "must map each name to a non-empty list of values",
+                    "e.g. attributes: {mood: [tranquilo, nervioso]}")
+    attributes = {k: [str(x) for x in v] for k, v in attributes.items()}
+    agent = _side(path, "agent", data.get("agent"), attributes)
+    traveller = _side(path, "traveller", data.get("traveller"), attributes)
+    if opening == "traveller" and not traveller.openers and not traveller.examples:
+        raise _fail(path, "traveller.openers", "the traveller opens but has no openers or examples",
+                    "add openers: ['Buenos días.']")
+    sampling = {}
+    for name, default in (("temperature", [0.7, 0.7]), ("top_p", [0.95, 0.95])):
+        bounds = (data.get("sampling") or {}).get(name, default)
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
+                and 0 <= bounds[0] <= bounds[1]):
+            raise _fail(path, f"sampling.{name}", "must be a range [low, high] with 0 ≤ low ≤ high",
+                        f"e.g. {name}: {default}")
+        sampling[name] = (float(bounds[0]), float(bounds[1]))
+    script = (data.get("eval") or {}).get("script") or []
+    if not isinstance(script, list) or not all(isinstance(s, list) and all(isinstance(t, str) for t in s) for s in script):
+        raise _fail(path, "eval.script", "must be a list of scripts (lists of traveller lines)",
+                    "e.g. script: [[Buenos días., Vengo de vacaciones.]]")
+    return Scenario(str(data.get("name") or path.stem), language, opening, agent, traveller, attributes,
+                    sampling, script, str(data.get("description") or ""), str(path))
+
+
+def sample_attributes(scenario: Scenario, seed: int, index: int) -> dict[str, str]:
+    """The attributes of conversation `index`: one value per pool, the same for the same (seed, index).
+
+    Seeding by (seed, index) rather than by a running generator keeps a resumed run identical to an
+    uninterrupted one: conversation 57 gets the same traveller however many were generated before it.
+    """
+    rng = random.Random(f"{seed}:{index}")
+    return {name: rng.choice(values) for name, values in sorted(scenario.attributes.items())}
+
+
+def sample_sampling(scenario: Scenario, seed: int, batch: int) -> dict[str, float]:
+    """Temperature and top_p for one batch (a batched generate call shares one sampler), seeded likewise."""
+    rng = random.Random(f"{seed}:sampling:{batch}")
+    return {name: round(rng.uniform(low, high), 3) for name, (low, high) in scenario.sampling.items()}
+
+
+def fill(text: str, attributes: dict[str, str]) -> str:
+    """A prompt with its {attribute} placeholders filled in."""
+    return text.format(**attributes) if text else ""

@@ -1,0 +1,109 @@
+"""Persona evaluation metrics on crafted conversations and a fake engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lorebook.synth.persona_eval import (
+    PersonaEvalConfig,
+    Subject,
+    _perplexity_interval,
+    in_character,
+    in_language,
+    reference_chrf,
+    run_persona_eval,
+    score_conversations,
+    scripts,
+)
+from lorebook.synth.scenario import load_scenario
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
+
+
+def chat(*replies: str) -> list[dict]:
+    messages = [{"role": "system", "content": "Eres agente."}]
+    for reply in replies:
+        messages += [{"role": "user", "content": "Hello."}, {"role": "assistant", "content": reply}]
+    return messages
+
+
+def test_language_and_character_on_crafted_turns():
+    assert in_language("Buenos días, su pasaporte por favor.", "es")
+    assert not in_language("Good morning, your passport please, sir.", "es")
+    assert in_language("Sí.", "es")  # too short to call, but a real answer
+    assert not in_language("...", "es")  # nothing said is not Spanish
+    assert in_character("¿Lleva algo que declarar?")
+    assert not in_character("Como IA, no puedo revisar su equipaje.")
+    assert not in_character("As an AI language model I cannot do that.")
+    assert not in_character("Viajero: vengo de vacaciones.")
+    assert not in_character("sí sí sí sí sí sí sí sí sí sí sí sí sí sí")
+
+
+def test_scores_per_turn_and_overall():
+    chats = [chat("Buenos días, su pasaporte por favor.", "Good morning, show me your passport please."),
+             chat("¿Cuál es el motivo de su viaje a España?", "Soy un modelo de lenguaje y no puedo ayudar.")]
+    scores = score_conversations(chats, "es")
+    assert scores["language"]["k"] == 3 and scores["language"]["n"] == 4
+    assert scores["in_character"]["k"] == 3
+    assert scores["language_by_turn"] == [1.0, 0.5]
+    low, high = scores["language"]["ci"]
+    assert low < 0.75 < high
+
+
+def test_scripts_cycle_to_the_requested_size():
+    scenario = load_scenario(EXAMPLE)
+    lines = scripts(scenario, 8, 12)
+    assert len(lines) == 8 and all(len(s) == 12 for s in lines)
+    assert lines[0][10] == scenario.script[0][0] and lines[len(scenario.script)] == lines[0]
+
+
+def test_perplexity_interval_from_token_totals():
+    import math
+
+    result = _perplexity_interval([(10.0, 10), (20.0, 10)])
+    assert result["value"] == pytest.approx(math.exp(1.5))
+    assert result["ci"][0] <= result["value"] <= result["ci"][1]
+    assert result["ci"][0] >= math.exp(1.0) - 1e-9 and result["ci"][1] <= math.exp(2.0) + 1e-9
+
+
+class EchoEngine:
+    """Replies with the Spanish reference when it knows it, English otherwise (a perfect vs a bad persona)."""
+
+    def __init__(self, answers: dict[str, str], fallback: str):
+        self.answers, self.fallback = answers, fallback
+
+    def chat_batch(self, conversations, options=None):
+        return [self.answers.get(c[-1]["content"], self.fallback) for c in conversations]
+
+
+def test_chrf_is_high_for_the_reference_and_low_otherwise():
+    references = [chat("Su pasaporte, por favor.", "¿Cuánto tiempo se queda en España?")]
+    subject = Subject("x", None, [], "Eres agente.", None)
+    perfect = reference_chrf(EchoEngine({"Hello.": "Su pasaporte, por favor."}, ""), subject, references)
+    wrong = reference_chrf(EchoEngine({}, "I like turtles"), subject, references)
+    assert perfect["n"] == 2 and perfect["value"] > 50 > wrong["value"]
+
+
+def test_run_compares_untuned_and_tuned(tmp_path):
+    from lorebook import paths
+
+    persona = paths.subdir("personas") / "officer-tuned.yaml"
+    persona.write_text("name: officer-tuned\nmodel: smollm2-135m\nadapters: [customs-es]\nlanguage: es\n"
+                       "system: Eres agente de aduanas.\n", encoding="utf-8")
+    references = tmp_path / "held-out.jsonl"
+    references.write_text(json.dumps({"messages": chat("Buenos días, su pasaporte.")}) + "\n")
+    engines = {(): EchoEngine({}, "Hello, I am an AI assistant, how can I help you today?"),
+               ("customs-es",): EchoEngine({}, "Buenos días, su pasaporte y el motivo del viaje, por favor.")}
+    result = run_persona_eval(
+        PersonaEvalConfig(persona="officer-tuned", scenario=str(EXAMPLE), turns=3, conversations=2,
+                          references=str(references)),
+        progress=False, engine_loader=lambda subject: engines[tuple(subject.adapters)])
+    base, tuned = result["rows"]
+    assert base["label"] == "smollm2-135m untuned" and tuned["adapters"] == ["customs-es"]
+    assert base["metrics"]["language"]["value"] == 0 and tuned["metrics"]["language"]["value"] == 1
+    assert base["metrics"]["in_character"]["value"] == 0 and tuned["metrics"]["in_character"]["value"] == 1
+    assert tuned["metrics"]["chrf"]["value"] > base["metrics"]["chrf"]["value"]
+    assert len(tuned["conversations"]) == 2 and len(tuned["conversations"][0]) == 1 + 2 * 3

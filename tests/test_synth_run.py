@@ -1,0 +1,157 @@
+"""The generator: filters, dedup, resume after a kill, Batch API file round trip, a tiny local model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lorebook.synth.runner import SynthConfig, run_synth, sidecar
+from lorebook.synth.scenario import load_scenario
+from lorebook.synth.teachers import BatchFileTeacher, BatchPending, LocalTeacher, read_results
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
+AGENT_LINES = ["¿Cuál es el motivo de su viaje a España, señor {i}?", "¿Cuántos días se va a quedar usted en {i}?",
+               "¿Lleva usted algo que declarar en la maleta número {i}?", "Muy bien, puede pasar. Bienvenido a España."]
+
+
+class FakeTeacher:
+    """Replies that depend on the conversation id and turn, so conversations differ; optional failures."""
+
+    name = "fake"
+
+    def __init__(self, english_ids=(), empty_ids=(), same_for_all=False, die_after_calls=None):
+        self.english_ids, self.empty_ids = set(english_ids), set(empty_ids)
+        self.same_for_all, self.die_after_calls, self.calls = same_for_all, die_after_calls, 0
+
+    def generate(self, message_lists, options, key="", ids=None):
+        self.calls += 1
+        if self.die_after_calls is not None and self.calls > self.die_after_calls:
+            raise KeyboardInterrupt  # a kill in the middle of a batch
+        replies = []
+        for conversation_id, messages in zip(ids, message_lists):
+            own_turns = sum(m["role"] == "assistant" for m in messages) - 4  # minus the few-shot examples
+            tag = 0 if self.same_for_all else conversation_id
+            if "aduanas" in messages[0]["content"]:  # the agent's view
+                if conversation_id in self.english_ids:
+                    replies.append("Please show me your passport and tell me why you are travelling today.")
+                elif conversation_id in self.empty_ids:
+                    replies.append("...")
+                else:
+                    replies.append(AGENT_LINES[min(own_turns, 3)].format(i=tag * 7 + own_turns))
+            else:
+                replies.append(f"Vengo por turismo, unos {tag + own_turns + 2} días, con ropa y libros número {tag}.")
+        return replies
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def test_filters_report_drops_and_keep_metadata(tmp_path):
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(scenario, SynthConfig(n=8, turns=10, batch_size=4), out,
+                       teacher=FakeTeacher(english_ids={2}, empty_ids={5}), progress=False)
+    assert report["drop_reasons"] == {"wrong_language": 1, "empty_turn": 1}
+    kept = lines(out)
+    assert [r["id"] for r in kept] == [0, 1, 3, 4, 6, 7]
+    record = kept[0]
+    assert record["messages"][0]["role"] == "system" and "Marta" in record["messages"][0]["content"]
+    assert "Hoy eres" not in record["messages"][0]["content"]  # teacher-only hints stay out of training data
+    assert set(record["metadata"]["attributes"]) >= {"nationality", "mood", "strictness"}
+    assert record["metadata"]["ended_by"] == "agent:admitted" and len(record["metadata"]["turns"]) == 8
+    assert {r["reason"] for r in lines(sidecar(out, "drops.jsonl"))} == {"wrong_language", "empty_turn"}
+
+
+def test_near_duplicates_are_dropped(tmp_path):
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(scenario, SynthConfig(n=6, turns=8, batch_size=6, dedup=0.5), out,
+                       teacher=FakeTeacher(same_for_all=True), progress=False)
+    assert report["drop_reasons"].get("near_duplicate", 0) >= 1
+    assert report["kept"] + report["dropped"] == 6
+
+
+def test_resume_after_kill_writes_nothing_twice(tmp_path):
+    scenario = load_scenario(EXAMPLE)
+    config = SynthConfig(n=9, turns=6, batch_size=3)
+    whole = tmp_path / "whole.jsonl"
+    run_synth(scenario, config, whole, teacher=FakeTeacher(english_ids={4}), progress=False)
+    out = tmp_path / "killed.jsonl"
+    with pytest.raises(KeyboardInterrupt):  # dies inside the second batch, after the first was written
+        run_synth(scenario, config, out, teacher=FakeTeacher(english_ids={4}, die_after_calls=7), progress=False)
+    assert [r["id"] for r in lines(out)] == [0, 1, 2]
+    with out.open("a") as handle:
+        handle.write('{"id": 3, "messa')  # a torn line from a kill mid-write
+    report = run_synth(scenario, config, out, teacher=FakeTeacher(english_ids={4}), progress=False)
+    assert report["generated_this_run"] == 6
+    assert lines(out) == lines(whole)
+    assert lines(sidecar(out, "drops.jsonl")) == lines(sidecar(whole, "drops.jsonl"))
+    again = run_synth(scenario, config, out, teacher=FakeTeacher(), progress=False)
+    assert again["generated_this_run"] == 0 and len(lines(out)) == 8
+
+
+def test_resume_refuses_other_options(tmp_path):
+    from lorebook.errors import InputError
+
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    run_synth(scenario, SynthConfig(n=2, turns=2, batch_size=2), out, teacher=FakeTeacher(), progress=False)
+    with pytest.raises(InputError, match="another scenario, teacher, seed"):
+        run_synth(scenario, SynthConfig(n=2, turns=2, seed=5), out, teacher=FakeTeacher(), progress=False)
+
+
+def test_batch_api_files_round_trip(tmp_path):
+    """Each run writes one round's requests and stops; fake 'Batch API' results let the next run go on."""
+    scenario = load_scenario(EXAMPLE)
+    folder, out = tmp_path / "batches", tmp_path / "convs.jsonl"
+    config = SynthConfig(n=3, turns=4, batch_size=3, teacher=f"batch:{folder}")
+    answerer = FakeTeacher()
+    rounds = 0
+    while True:
+        teacher = BatchFileTeacher(folder, "gpt-4o-mini")
+        try:
+            report = run_synth(scenario, config, out, teacher=teacher, progress=False)
+            break
+        except BatchPending as pending:
+            rounds += 1
+            request_file = Path(str(pending.problem).split(" to ")[1])
+            requests = lines(request_file)
+            assert {r["url"] for r in requests} == {"/v1/chat/completions"}
+            assert all(r["body"]["model"] == "gpt-4o-mini" and r["body"]["max_tokens"] > 0 for r in requests)
+            ids = [int(r["custom_id"].rsplit("conv", 1)[1]) for r in requests]
+            replies = answerer.generate([r["body"]["messages"] for r in requests], None, ids=ids)
+            results = [{"id": f"batch_req_{n}", "custom_id": r["custom_id"], "error": None,
+                        "response": {"status_code": 200, "body": {"choices": [{"message": {"content": text}}]}}}
+                       for n, (r, text) in enumerate(zip(requests, replies))]
+            result_file = request_file.with_name(request_file.name.replace("requests-", "results-"))
+            result_file.write_text("".join(json.dumps(x) + "\n" for x in reversed(results)))
+            assert set(read_results(result_file).values()) == set(replies)
+    assert rounds == 3  # the traveller's opener is scripted; turns 2-4 each needed one batch
+    assert report["kept"] == 3 and len(lines(out)) == 3
+
+
+def test_batch_results_with_errors_are_refused(tmp_path):
+    from lorebook.errors import InputError
+
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"custom_id": "x", "response": {"status_code": 500, "body": {}}, "error": None}) + "\n")
+    with pytest.raises(InputError, match="failed"):
+        read_results(path)
+    path.write_text("not json\n")
+    with pytest.raises(InputError, match="not a Batch API result line"):
+        read_results(path)
+
+
+def test_local_teacher_batched_on_a_tiny_model(tiny_model_dir, tmp_path):
+    from lorebook.models.engine import load_engine
+
+    scenario = load_scenario(EXAMPLE)
+    engine = load_engine(str(tiny_model_dir), threads=1)
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(scenario, SynthConfig(n=3, turns=3, batch_size=3, check_language=False), out,
+                       teacher=LocalTeacher(engine), progress=False)
+    assert report["kept"] + report["dropped"] == 3
+    assert report["conversations_per_minute"] > 0

@@ -1,0 +1,96 @@
+"""Scenario validation and seeded attribute sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lorebook.errors import InputError
+from lorebook.synth.dialogue import Conversation, clean_turn, closing, speaker, view
+from lorebook.synth.scenario import load_scenario, sample_attributes, sample_sampling
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
+
+
+def minimal() -> dict:
+    return {
+        "language": "es",
+        "opening": "traveller",
+        "agent": {"system": "Eres agente de aduanas.", "closings": {"admitted": ["bienvenido"]}},
+        "traveller": {"system": "Eres un viajero de {country}.", "openers": ["Hola."]},
+        "attributes": {"country": ["Francia", "Japón", "México"], "mood": ["tranquilo", "nervioso"]},
+        "sampling": {"temperature": [0.5, 0.9]},
+    }
+
+
+def write(tmp_path, data) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_shipped_example_loads_with_scripts():
+    scenario = load_scenario(EXAMPLE)
+    assert scenario.language == "es" and scenario.opening == "traveller"
+    assert len(scenario.script) >= 5 and all(len(s) == 10 for s in scenario.script)
+    assert "admitted" in scenario.agent.closings and scenario.agent.examples
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("language"), "language"),
+    (lambda d: d.update(opening="nobody"), "opening"),
+    (lambda d: d["agent"].update(system=""), "agent.system"),
+    (lambda d: d["traveller"].update(system="de {planet}"), "undefined attribute"),
+    (lambda d: d["agent"].update(colour="red"), "unknown keys colour"),
+    (lambda d: d.update(sampling={"temperature": [0.9, 0.1]}), "sampling.temperature"),
+    (lambda d: d.update(attributes={"mood": []}), "attributes"),
+    (lambda d: d["agent"].update(examples=[["only one"]]), "agent.examples[1]"),
+    (lambda d: d["traveller"].update(openers=[]), "traveller.openers"),
+])
+def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
+    data = minimal()
+    change(data)
+    with pytest.raises(InputError) as caught:
+        load_scenario(write(tmp_path, data))
+    assert message in str(caught.value) and caught.value.fix
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_scenario(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent: [unclosed", encoding="utf-8")
+    with pytest.raises(InputError, match="not valid"):
+        load_scenario(bad)
+
+
+def test_sampling_is_seeded_and_varied(tmp_path):
+    scenario = load_scenario(write(tmp_path, minimal()))
+    first = [sample_attributes(scenario, 7, i) for i in range(40)]
+    assert first == [sample_attributes(scenario, 7, i) for i in range(40)]
+    assert {a["country"] for a in first} == {"Francia", "Japón", "México"}
+    assert {a["mood"] for a in first} == {"tranquilo", "nervioso"}
+    assert first != [sample_attributes(scenario, 8, i) for i in range(40)]
+    temperatures = {sample_sampling(scenario, 7, b)["temperature"] for b in range(20)}
+    assert len(temperatures) > 10 and all(0.5 <= t <= 0.9 for t in temperatures)
+
+
+def test_each_side_sees_its_own_view(tmp_path):
+    scenario = load_scenario(write(tmp_path, minimal()))
+    conversation = Conversation(0, {"country": "Japón", "mood": "tranquilo"}, {})
+    conversation.turns = [{"role": "traveller", "text": "Hola."}, {"role": "agent", "text": "Pasaporte."}]
+    agent, traveller = view(scenario, conversation, "agent"), view(scenario, conversation, "traveller")
+    assert [m["role"] for m in agent[1:]] == ["user", "assistant"]
+    assert [m["role"] for m in traveller[1:]] == ["assistant", "user"]
+    assert "Japón" in traveller[0]["content"]
+    assert speaker(scenario, 0) == "traveller" and speaker(scenario, 1) == "agent"
+
+
+def test_turn_cleaning_and_closings(tmp_path):
+    scenario = load_scenario(write(tmp_path, minimal()))
+    assert clean_turn("Agente: ¿Su pasaporte? niżsales\nViajero: aquí") == "¿Su pasaporte?"
+    assert clean_turn("  \n") == ""
+    assert closing(scenario.agent, "Muy bien. Bienvenido a España.") == "admitted"
+    assert closing(scenario.agent, "¿Algo que declarar?") is None
