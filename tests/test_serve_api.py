@@ -143,3 +143,12 @@ def test_job_runs_the_cli_and_reports_its_end(tiny_persona):
             states = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert states[-1]["status"] == "failed"  # a pack without answers: the CLI's one-line error, exit 1
     assert any("error" in line for line in states[-1]["log"])
+
+
+def test_job_switches_follow_the_cli():
+    """Unticked boxes mean the default: one-sided switches are left out, two-sided ones get `--no-`."""
+    from lorebook.serve.jobs import command_args
+
+    args = command_args("teach", "oscars-2023.jsonl", {"name": "x", "force": False, "probe": False, "resume": True})
+    assert args[2:] == ["--name", "x", "--no-probe", "--resume"]
+    assert command_args("eval", "oscars-2023.jsonl", {"baseline": False})[3:] == ["--no-baseline"]

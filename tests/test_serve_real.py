@@ -181,3 +181,48 @@ def test_browser_chat_and_spoken_reply_with_moving_mouth(server, question_wav, t
     assert "capital" in user_lines[-1].lower()  # the spoken question was transcribed
     assert len(set(shapes)) >= 3 and "X" in shapes  # the mouth moved through several shapes, then rested
     assert all(path.stat().st_size > 5000 for path in shots.iterdir())
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (scripts/apt-packages.txt)")
+def test_browser_teach_then_evaluate_and_open_the_report(server, tmp_path):
+    """Upload a pack on the teach page, train an adapter, evaluate it on the eval page, open its plots."""
+    from playwright.sync_api import sync_playwright
+
+    pack = tmp_path / "web-facts.jsonl"
+    facts = [("zorblat", "What is the capital of Zorblat?", "Quexley"), ("mirrow", "Who founded Mirrow?", "Tessa Vane")]
+    pack.write_text("".join(json.dumps({"id": key, "fact": f"{question[:-1].replace('What is', 'The')} is {answer}.",
+                                        "question": question, "answer": answer, "paraphrases": []}) + "\n"
+                            for key, question, answer in facts))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server + "/teach")
+        page.set_input_files("#upload", str(pack))
+        page.wait_for_selector("#pack option[value='web-facts.jsonl']", state="attached")
+        page.select_option("#pack", "web-facts.jsonl")
+        page.fill("#name", "web-facts")
+        page.fill("#epochs", "2")
+        page.fill("#more", "replay=0 augment=0 formats=qa,statement")
+        page.click("#start")
+        page.wait_for_function("/: (done|failed)/.test(document.getElementById('state').textContent)", timeout=240_000)
+        assert page.inner_text("#state").endswith("done"), page.inner_text("#output")
+        assert page.eval_on_selector("#progress", "bar => bar.value") == 1
+        page.screenshot(path=str(tmp_path / "teach.png"))
+
+        page.goto(server + "/eval")
+        page.wait_for_selector("#pack option[value='web-facts.jsonl']", state="attached")
+        page.select_option("#pack", "web-facts.jsonl")
+        page.fill("#adapter", "web-facts")
+        page.fill("#locality", "3")
+        page.fill("#chat", "0")
+        page.fill("#more", "formats=question")
+        page.click("#start")
+        page.wait_for_function("/: (done|failed)/.test(document.getElementById('state').textContent)", timeout=240_000)
+        assert page.inner_text("#state").endswith("done"), page.inner_text("#output")
+        row = page.locator("#runs tr", has_text="web-facts").first
+        row.wait_for()
+        page.goto(server + row.locator("a").get_attribute("href"))
+        assert page.locator("img[alt=metrics]").count() == 1 and page.locator("img[alt='loss curve']").count() == 1
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "report.png").stat().st_size > 20_000

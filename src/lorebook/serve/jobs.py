@@ -11,6 +11,7 @@ passed as separate arguments (no shell) and values that look like paths are refu
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -59,6 +60,20 @@ def find_pack(name: str) -> Path:
     raise InputError(f"no pack named {name!r}", f"use one of: {', '.join(list_packs()) or 'none yet: upload one'}")
 
 
+@functools.cache
+def negatable_switches(kind: str) -> frozenset[str]:
+    """The on/off options of a job's CLI command that also have a `--no-` form (e.g. `--no-probe`)."""
+    import click
+    import typer
+
+    from lorebook.cli.main import app
+
+    command = typer.main.get_command(app)
+    for part in KINDS[kind]:
+        command = command.get_command(click.Context(command), part)
+    return frozenset(o[5:] for p in command.params for o in p.secondary_opts if o.startswith("--no-"))
+
+
 def command_args(kind: str, pack: str, options: dict) -> list[str]:
     """The CLI arguments for a job; refuses unknown kinds, odd flags and path-like values."""
     if kind not in KINDS:
@@ -69,8 +84,9 @@ def command_args(kind: str, pack: str, options: dict) -> list[str]:
             raise InputError(f"option {flag!r} is not allowed here", "use the training/eval option names, e.g. epochs")
         values = value if isinstance(value, list) else [value]
         for item in values:
-            if isinstance(item, bool):
-                args.append(f"--{flag}" if item else f"--no-{flag}")
+            if isinstance(item, bool):  # false means the default for one-sided switches such as --force
+                if item or flag in negatable_switches(kind):
+                    args.append(f"--{flag}" if item else f"--no-{flag}")
                 continue
             text = str(item)
             if not text or text.startswith(("-", ".", "~")) or "/" in text or "\\" in text or len(text) > 200:

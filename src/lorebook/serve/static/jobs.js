@@ -19,11 +19,22 @@ $("upload").addEventListener("change", async () => {
   data.append("file", $("upload").files[0]);
   try { await api("/api/packs", {method: "POST", body: data}); await loadPacks(); } catch (e) { $("error").textContent = e.message; }
 });
+// "replay=0 lr=1e-3 formats=qa,statement" -> {replay: 0, lr: 0.001, formats: "qa,statement"}: any CLI option
+function parseOptions(text) {
+  const options = {};
+  for (const pair of (text || "").split(/\s+/).filter(Boolean)) {
+    const [key, ...rest] = pair.split("=");
+    const value = rest.join("=");
+    options[key.replace(/^--/, "")] = value === "" || value === "true" ? true : value === "false" ? false
+      : (isNaN(Number(value)) ? value : Number(value));
+  }
+  return options;
+}
 async function startJob(kind, options) {
   $("error").textContent = "";
   try {
     const job = await api("/api/jobs", {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({kind, pack: $("pack").value, options})});
+      body: JSON.stringify({kind, pack: $("pack").value, options: kind === "sweep" ? options : {...parseOptions($("more").value), ...options}})});
     follow(job.id);
   } catch (e) { $("error").textContent = e.message; }
 }
