@@ -21,15 +21,15 @@ import numpy as np
 
 os.environ["LOREBOOK_HOME"] = tempfile.mkdtemp(prefix="notebook-bench-")
 
-from lorebook.notebook.embedder import DIMENSIONS, get_embedder  # noqa: E402
-from lorebook.notebook.store import Notebook  # noqa: E402
+from lorebook.notebook.embedder import DIMENSIONS, get_embedder
+from lorebook.notebook.store import Notebook
 
-WORDS = "river town mountain lake bridge castle harbour valley forest island tower market garden".split()
+WORDS = ["river", "town", "mountain", "lake", "bridge", "castle", "harbour", "valley", "forest", "island", "tower", "market", "garden"]
 
 
 def sentences(count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    name = lambda: "".join(rng.choice("bcdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3)).title()  # noqa: E731
+    name = lambda: "".join(rng.choice("bcdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3)).title()
     return [f"Fact {i}: the {rng.choice(WORDS)} {name()} lies near the {rng.choice(WORDS)} of {name()} "
             f"and was first recorded in {rng.randint(1200, 2020)}." for i in range(count)]
 

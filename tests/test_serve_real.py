@@ -183,42 +183,39 @@ def test_browser_chat_and_spoken_reply_with_moving_mouth(server, question_wav, t
     assert all(path.stat().st_size > 5000 for path in shots.iterdir())
 
 
+def run_job_on_page(page, url: str, upload: Path | None, fields: dict[str, str]) -> None:
+    """Open a job page, upload the pack (or pick the uploaded one), fill the fields, start, wait for success."""
+    page.goto(url)
+    if upload:
+        page.set_input_files("#upload", str(upload))
+    page.wait_for_selector("#pack option[value='web-facts.jsonl']", state="attached")
+    page.select_option("#pack", "web-facts.jsonl")
+    for selector, value in fields.items():
+        page.fill(selector, value)
+    page.click("#start")
+    page.wait_for_function("/: (done|failed)/.test(document.getElementById('state').textContent)", timeout=240_000)
+    assert page.inner_text("#state").endswith("done"), page.inner_text("#output")
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (scripts/apt-packages.txt)")
 def test_browser_teach_then_evaluate_and_open_the_report(server, tmp_path):
     """Upload a pack on the teach page, train an adapter, evaluate it on the eval page, open its plots."""
     from playwright.sync_api import sync_playwright
 
     pack = tmp_path / "web-facts.jsonl"
-    facts = [("zorblat", "What is the capital of Zorblat?", "Quexley"), ("mirrow", "Who founded Mirrow?", "Tessa Vane")]
-    pack.write_text("".join(json.dumps({"id": key, "fact": f"{question[:-1].replace('What is', 'The')} is {answer}.",
-                                        "question": question, "answer": answer, "paraphrases": []}) + "\n"
-                            for key, question, answer in facts))
+    facts = [("The capital of Zorblat is Quexley.", "What is the capital of Zorblat?", "Quexley"),
+             ("Mirrow was founded by Tessa Vane.", "Who founded Mirrow?", "Tessa Vane")]
+    pack.write_text("".join(json.dumps({"id": f"f{i}", "fact": fact, "question": question, "answer": answer,
+                                        "paraphrases": []}) + "\n" for i, (fact, question, answer) in enumerate(facts)))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
-        page.goto(server + "/teach")
-        page.set_input_files("#upload", str(pack))
-        page.wait_for_selector("#pack option[value='web-facts.jsonl']", state="attached")
-        page.select_option("#pack", "web-facts.jsonl")
-        page.fill("#name", "web-facts")
-        page.fill("#epochs", "2")
-        page.fill("#more", "replay=0 augment=0 formats=qa,statement")
-        page.click("#start")
-        page.wait_for_function("/: (done|failed)/.test(document.getElementById('state').textContent)", timeout=240_000)
-        assert page.inner_text("#state").endswith("done"), page.inner_text("#output")
+        run_job_on_page(page, server + "/teach", pack, {"#name": "web-facts", "#epochs": "2",
+                                                        "#more": "replay=0 augment=0 formats=qa,statement"})
         assert page.eval_on_selector("#progress", "bar => bar.value") == 1
         page.screenshot(path=str(tmp_path / "teach.png"))
-
-        page.goto(server + "/eval")
-        page.wait_for_selector("#pack option[value='web-facts.jsonl']", state="attached")
-        page.select_option("#pack", "web-facts.jsonl")
-        page.fill("#adapter", "web-facts")
-        page.fill("#locality", "3")
-        page.fill("#chat", "0")
-        page.fill("#more", "formats=question")
-        page.click("#start")
-        page.wait_for_function("/: (done|failed)/.test(document.getElementById('state').textContent)", timeout=240_000)
-        assert page.inner_text("#state").endswith("done"), page.inner_text("#output")
+        run_job_on_page(page, server + "/eval", None, {"#adapter": "web-facts", "#locality": "3", "#chat": "0",
+                                                       "#more": "formats=question"})
         row = page.locator("#runs tr", has_text="web-facts").first
         row.wait_for()
         page.goto(server + row.locator("a").get_attribute("href"))

@@ -100,9 +100,8 @@ def _fingerprint(subject: Subject, probe_hash: str, config: EvalConfig) -> str:
     generation = {k: v for k, v in dataclasses.asdict(config).items() if k in ("max_tokens", "chat_max_tokens")}
     parts = [subject.model, subject.adapters, subject.persona, probe_hash, generation]
     if subject.notebook:
-        from lorebook.notebook.store import Notebook
-
         from lorebook.notebook.scope import NotebookConfig
+        from lorebook.notebook.store import Notebook
 
         notebook = Notebook.open(subject.notebook)
         parts.append([notebook.name, notebook.threshold, notebook.count(), dataclasses.asdict(NotebookConfig())])

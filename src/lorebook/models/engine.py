@@ -29,7 +29,7 @@ class GenerationOptions:
     stop: list[str] = field(default_factory=list, metadata={"help": "stop when one of these strings appears (comma-separated)"})
     seed: int | None = field(default=None, metadata={"help": "random seed for reproducible sampling"})
 
-    def updated(self, **changes) -> "GenerationOptions":
+    def updated(self, **changes) -> GenerationOptions:
         """A copy with some fields replaced (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -39,7 +39,7 @@ class GenerationOptions:
         return [f"{f.name}={getattr(defaults, f.name)!r}: {f.metadata['help']}" for f in dataclasses.fields(cls)]
 
     @classmethod
-    def parse_pairs(cls, pairs: list[str], base: "GenerationOptions | None" = None) -> "GenerationOptions":
+    def parse_pairs(cls, pairs: list[str], base: GenerationOptions | None = None) -> GenerationOptions:
         """Apply `key=value` strings (from `-o`) to options, with one-line errors for bad ones."""
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         changes: dict = {}

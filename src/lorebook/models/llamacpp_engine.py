@@ -31,7 +31,7 @@ class LlamaCppEngine(Engine):
 
     @classmethod
     def load(cls, spec: ModelSpec, adapters: list[str], threads: int | None = None,
-             context_length: int = 4096, **_ignored) -> "LlamaCppEngine":
+             context_length: int = 4096, **_ignored) -> LlamaCppEngine:
         try:
             from llama_cpp import Llama
         except ImportError:

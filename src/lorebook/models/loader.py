@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from lorebook import paths
 from lorebook.errors import AdapterError, ModelError
 from lorebook.models.registry import ModelSpec, gguf_path, is_cached
-from lorebook import paths
 
 GGUF_MAGIC = b"GGUF"
 FALLBACK_CHAT_TEMPLATE = (

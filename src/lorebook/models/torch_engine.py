@@ -67,7 +67,7 @@ class TorchEngine(Engine):
         threads: int | None = None,
         quantize: str = "int8",
         context_length: int = 4096,
-    ) -> "TorchEngine":
+    ) -> TorchEngine:
         """Load a registry model (and merged adapters) ready to generate."""
         torch.set_num_threads(threads or os.cpu_count() or 1)
         model, tokenizer = load_model(spec)
