@@ -1,6 +1,9 @@
-"""Notebook scale: importing N notes, and search latency, vs a naive store that scans SQLite per query.
+"""Notebook scale: embedding backends, importing N notes, and search latency vs a naive SQLite scan.
 
-    .venv/bin/python bench/notebook.py [--notes 100000] [--queries 200]
+    .venv/bin/python bench/notebook.py [--notes 100000] [--queries 200] [--compare 4096]
+
+First the two embedding backends side by side on the same `--compare` notes (PyTorch eager vs the ONNX
+Runtime export the notebook uses by default): notes/s, the ratio, and how far their vectors differ.
 
 Notes are generated sentences ("Fact 123: the river Xyz flows through the town of Abc in 1870.") so
 every one is distinct; they go through the real import path (embedding, SQLite, progress bar) into a
@@ -14,14 +17,17 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 
 import numpy as np
 
-os.environ["LOREBOOK_HOME"] = tempfile.mkdtemp(prefix="notebook-bench-")
+_HOME = sys.argv[sys.argv.index("--home") + 1] if "--home" in sys.argv else tempfile.mkdtemp(prefix="notebook-bench-")
+os.environ["LOREBOOK_HOME"] = _HOME  # before lorebook is imported: the data home is read at import
 
-from lorebook.notebook.embedder import DIMENSIONS, get_embedder
+from lorebook.errors import InputError
+from lorebook.notebook.embedder import DIMENSIONS, Embedder, get_embedder
 from lorebook.notebook.store import Notebook
 
 WORDS = ["river", "town", "mountain", "lake", "bridge", "castle", "harbour", "valley", "forest", "island", "tower", "market", "garden"]
@@ -39,19 +45,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def compare_backends(texts: list[str], onnx: Embedder) -> None:
+    """Embed the same notes with PyTorch and with ONNX Runtime; print throughput, ratio and agreement."""
+    torch = Embedder("torch")
+    results = {}
+    for name, embedder in (("pytorch eager", torch), (f"{onnx.backend} (default)", onnx)):
+        embedder.embed(texts[:64])  # warm-up
+        started = time.perf_counter()
+        vectors = embedder.embed(texts)
+        results[name] = (len(texts) / (time.perf_counter() - started), vectors)
+    (slow, a), (fast, b) = results.values()
+    for name, (rate, _) in results.items():
+        print(f"embed {name:20} {rate:7.0f} notes/s")
+    print(f"ratio {fast / slow:.2f}x; cosine between backends: min {float((a * b).sum(1).min()):.6f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--compare", type=int, default=4096, help="notes for the backend comparison (0 = skip)")
+    parser.add_argument("--home", help="data home of an earlier run (printed at its start): reuse its notes")
     args = parser.parse_args()
-    print(f"{args.notes:,} notes, {args.queries} queries, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"{args.notes:,} notes, {args.queries} queries, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
+          f"data home {_HOME}")
     texts = sentences(args.notes)
     embedder = get_embedder()
-    notebook = Notebook.create("bench")
-    started = time.perf_counter()
-    notebook.add(texts, progress=True)
-    seconds = time.perf_counter() - started
-    print(f"import: {seconds:.1f} s ({args.notes / seconds:.0f} notes/s)")
+    if args.compare:
+        compare_backends(sentences(args.compare, seed=7), embedder)
+    try:
+        notebook = Notebook.open("bench")
+        print(f"import: skipped, reusing the {notebook.count():,} notes in {_HOME}")
+    except InputError:
+        notebook = Notebook.create("bench")
+        started = time.perf_counter()
+        notebook.add(texts, progress=True)
+        seconds = time.perf_counter() - started
+        print(f"import: {seconds:.1f} s ({args.notes / seconds:.0f} notes/s)")
 
     queries = [f"Where does the {t.split()[3]} {t.split()[4]} lie?" for t in random.Random(1).sample(texts, args.queries)]
     vectors = embedder.embed(queries)

@@ -116,3 +116,33 @@ def test_search_finds_the_exact_vector_among_many_notes(oscars):
     best = oscars.search_vectors(query, 3)[0]  # speed: bench/notebook.py
     assert best[0][1] == pytest.approx(1.0, abs=1e-5) and best[0][1] > best[1][1]
     assert oscars.db.execute("SELECT text FROM notes WHERE id = ?", (best[0][0],)).fetchone()[0] == "filler 123"
+
+
+def test_onnx_and_torch_embeddings_agree_and_a_corrupt_export_is_redone(tmp_path, monkeypatch):
+    """Both backends must give interchangeable vectors, so a notebook built by one is searched by the other."""
+    from lorebook.notebook.embedder import ONNX_FILE, Embedder
+
+    monkeypatch.setenv("LOREBOOK_MODELS", str(tmp_path))
+    (tmp_path / ONNX_FILE).write_bytes(b"not an onnx model")  # an interrupted copy, say
+    onnx = Embedder("onnx")
+    assert onnx.backend == "onnx" and (tmp_path / ONNX_FILE).stat().st_size > 10_000_000
+    torch = Embedder("torch")
+    texts = ["Brendan Fraser won Best Actor.", "Who won best actor in 2023?", "x", "A much longer note " * 40]
+    agreement = (onnx.embed(texts) * torch.embed(texts)).sum(axis=1)
+    assert agreement.min() > 0.9999, agreement
+    assert not list(tmp_path.glob("*.partial-*"))
+
+
+def test_search_sees_notes_written_through_another_connection_and_removals():
+    """The in-memory matrix is reused between searches, but never after a write from anywhere."""
+    from lorebook.chat.store import connect
+
+    first = Notebook.create("shared")
+    first.add(["The lighthouse keeper is named Ada."])
+    assert first.search(["Who keeps the lighthouse?"], 1)[0][0].text.startswith("The lighthouse")
+    other = Notebook.open("shared", connect())  # e.g. `lorebook notebook add` while a server is running
+    other.add(["The ferry to Skarn leaves at dawn."])
+    assert first.search(["When does the ferry leave?"], 1)[0][0].text.startswith("The ferry")
+    ferry = first.search(["When does the ferry leave?"], 1)[0][0]
+    first.remove(ferry.id)
+    assert all(h.text.startswith("The lighthouse") for h in first.search(["When does the ferry leave?"], 2)[0])

