@@ -174,6 +174,9 @@ def test_browser_chat_and_spoken_reply_with_moving_mouth(server, question_wav, t
         page.wait_for_function("window.lorebookFace.history.filter(s => s !== 'X').length > 3", timeout=90_000)
         page.screenshot(path=str(shots / "2-speaking.png"))
         page.wait_for_function("document.querySelectorAll('.assistant[data-done]').length >= 2", timeout=60_000)
+        # The reply text is done before its audio has finished playing: wait for the mouth to come to rest.
+        page.wait_for_function("window.lorebookFace.cues.length === 0 && window.lorebookFace.history.at(-1) === 'X'",
+                               timeout=60_000)
         shapes = page.evaluate("window.lorebookFace.history")
         user_lines = page.locator(".msg.user span").all_inner_texts()
         page.screenshot(path=str(shots / "3-after-reply.png"))
