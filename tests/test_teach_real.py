@@ -1,5 +1,5 @@
-"""The real bundled SmolLM2 learns five 2023 Oscar winners and still knows the capital of France; the adapter
-exported to GGUF gives llama.cpp the same answers."""
+"""The real bundled SmolLM2 learns five 2023 Oscar winners and still knows the capital of France; its scope
+routes unrelated questions to the base weights; the adapter exported to GGUF gives llama.cpp the same answers."""
 
 from __future__ import annotations
 
@@ -31,14 +31,26 @@ def test_smollm2_learns_oscar_winners(tmp_path):
     assert result.metrics["final_loss"] < 0.3 * result.metrics["first_loss"]
     assert result.metrics["recall"] >= 0.8
 
-    # The adapter is usable by name through the normal engine, like `lorebook ask --adapter oscars5`.
-    engine = load_engine(model="smollm2-135m", adapters=["oscars5"])
+    # The adapter itself (scope off: on every request) knows the winners and, thanks to replay, Paris.
+    engine = load_engine(model="smollm2-135m", adapters=["oscars5"], scoped=False)
     greedy = GenerationOptions(temperature=0, max_tokens=32)
-    replies = engine.chat_batch([[{"role": "user", "content": f.question}] for f in facts], greedy)
+    questions = [[{"role": "user", "content": f.question}] for f in facts]
+    replies = engine.chat_batch(questions, greedy)
     correct = [is_correct(reply, fact) for reply, fact in zip(replies, facts)]
     assert sum(correct) >= 4, list(zip(replies, correct))
-    paris = engine.chat([{"role": "user", "content": "What is the capital of France?"}], greedy).text
-    assert "Paris" in paris
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    assert "Paris" in engine.chat(france, greedy).text
+
+    # By name, like `lorebook ask --adapter oscars5`: the scope sends the taught questions to the adapter
+    # and the rest to the untouched base weights, whose answer it is to the letter.
+    from lorebook.models.routed_engine import RoutedEngine
+
+    routed = load_engine(model="smollm2-135m", adapters=["oscars5"])
+    assert isinstance(routed, RoutedEngine)
+    assert routed.chat_batch(questions, greedy) == replies
+    base = load_engine(model="smollm2-135m")
+    assert routed.chat(france, greedy).text == base.chat(france, greedy).text
+    assert routed.routes == {"taught": len(facts), "base": 1}
 
     # Exported to GGUF, the same adapter works in llama.cpp on the bundled (quantized) GGUF model.
     from lorebook.teach.adapters import export_gguf

@@ -1,4 +1,4 @@
-"""`lorebook teach` (LoRA training), `lorebook sweep`, and `lorebook adapters list|show|rm|merge|export`.
+"""`lorebook teach` (LoRA training), `lorebook sweep`, and `lorebook adapters list|show|scope|rm|merge|export`.
 
 The training flags are generated from TeachConfig's fields and their help metadata, so adding an
 option to the dataclass adds it to the CLI, the sweep grid and the saved JSON at once.
@@ -16,7 +16,7 @@ import typer
 from lorebook.cli.common import console, friendly_errors
 from lorebook.teach.config import TeachConfig
 
-adapters_app = typer.Typer(help="List, inspect, remove, merge and export trained LoRA adapters.", no_args_is_help=True)
+adapters_app = typer.Typer(help="List, inspect, scope, remove, merge and export trained LoRA adapters.", no_args_is_help=True)
 
 
 def config_options() -> list[inspect.Parameter]:
@@ -50,6 +50,10 @@ def print_metrics(result) -> None:
     )
     if "recall" in metrics:
         console.print(f"recall on the pack's questions: {metrics['recall']:.0%} of {metrics['facts']} facts")
+    if scope := metrics.get("scope"):
+        console.print(f"scope: cosine ≥ {scope['threshold']} (calibration: {scope['in_scope_passed']:.0%} of "
+                      f"{scope['in_scope']} rewordings in, {scope['out_of_scope_passed']:.0%} of "
+                      f"{scope['out_of_scope']} unrelated prompts in); other questions get the base model")
     console.print(f"use it: lorebook ask --adapter {result.name} \"…\"")
 
 
@@ -167,6 +171,35 @@ def adapters_rm(names: list[str] = typer.Argument(..., help="adapter names")) ->
 
     for name in names:
         console.print(f"removed {store.remove(name)}")
+
+
+@adapters_app.command("scope")
+@friendly_errors
+def adapters_scope(
+    name: str = typer.Argument(..., help="adapter name"),
+    state: str = typer.Argument(None, help="'on' (route by scope), 'off' (always on), or nothing to show it"),
+    query: list[str] = typer.Option([], "--query", "-q", help="show whether these questions are in scope"),
+) -> None:
+    """Show or switch an adapter's scope: in-scope questions get the adapter, the rest the base model."""
+    from lorebook.errors import InputError
+    from lorebook.teach import store
+    from lorebook.teach.scope import AdapterScope
+
+    directory = store.find(name)
+    scope = AdapterScope.load(directory)
+    if scope is None:
+        raise InputError(f"adapter {name!r} has no scope (persona/chat adapters, or taught with --no-scope)",
+                         "it applies to every request; re-teach a knowledge pack with --scope to get one")
+    if state is not None:
+        if state not in ("on", "off"):
+            raise InputError(f"unknown scope state {state!r}", "use `on` or `off`")
+        scope.enabled = state == "on"
+        scope.save(directory)
+    console.print(f"{name}: scope {'on' if scope.enabled else 'off (adapter always applies)'}, "
+                  f"{len(scope.texts)} texts, threshold {scope.threshold}, calibration {scope.report}")
+    for text, score in zip(query, scope.scores(query)):
+        verdict = "in scope → adapter" if score >= scope.threshold else "out of scope → base model"
+        console.print(f"  {score:.3f}  {verdict}: {text}")
 
 
 @adapters_app.command("merge")

@@ -99,6 +99,10 @@ def build_probes(facts, config: EvalConfig, subject: Subject) -> list[Probe]:
 def _fingerprint(subject: Subject, probe_hash: str, config: EvalConfig) -> str:
     generation = {k: v for k, v in dataclasses.asdict(config).items() if k in ("max_tokens", "chat_max_tokens")}
     parts = [subject.model, subject.adapters, subject.persona, probe_hash, generation]
+    if subject.adapters:
+        from lorebook.models.routed_engine import scope_fingerprint
+
+        parts += scope_fingerprint(subject.adapters)  # scope on or off answers differently
     if subject.notebook:
         from lorebook.notebook.scope import NotebookConfig
         from lorebook.notebook.store import Notebook

@@ -9,6 +9,7 @@ left padding, where batching pays for the Python overhead.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterator
@@ -67,13 +68,29 @@ class TorchEngine(Engine):
         threads: int | None = None,
         quantize: str = "int8",
         context_length: int = 4096,
-    ) -> TorchEngine:
-        """Load a registry model (and merged adapters) ready to generate."""
+        scoped: bool = True,
+    ) -> Engine:
+        """Load a registry model (and merged adapters) ready to generate.
+
+        Adapters with a scope (knowledge packs) make a RoutedEngine unless `scoped=False`: the taught
+        copy answers in-scope requests, a copy with only the unscoped adapters answers the rest.
+        """
+        from lorebook.models.routed_engine import RoutedEngine, adapter_scopes, merged_scope
+
         torch.set_num_threads(threads or os.cpu_count() or 1)
         model, tokenizer = load_model(spec)
+        scopes = adapter_scopes(adapters) if adapters and scoped else {}
+        base = None
+        if scopes:
+            rest = [a for a in adapters if a not in scopes]
+            base = attach_adapters(copy.deepcopy(model), spec, rest, merge=True)
         if adapters:
             model = attach_adapters(model, spec, adapters, merge=True)
-        return cls(spec, model, tokenizer, quantize=quantize, context_length=context_length)
+        taught = cls(spec, model, tokenizer, quantize=quantize, context_length=context_length)
+        if base is None:
+            return taught
+        base_engine = cls(spec, base, tokenizer, quantize=quantize, context_length=context_length)
+        return RoutedEngine(base_engine, taught, merged_scope(list(scopes.values())))
 
     def _end_of_turn_ids(self) -> set[int]:
         ids: set[int] = set()

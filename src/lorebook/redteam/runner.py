@@ -76,6 +76,10 @@ def resolve_subject(config: RedteamConfig) -> Subject:
 
 def fingerprint(subject: Subject, attacks: list[Attack]) -> str:
     parts = [dataclasses.asdict(subject), [dataclasses.asdict(a) for a in attacks]]
+    if subject.adapters:
+        from lorebook.models.routed_engine import scope_fingerprint
+
+        parts += scope_fingerprint(subject.adapters)  # scope on or off answers differently
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

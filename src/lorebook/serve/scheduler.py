@@ -214,6 +214,10 @@ def clone_engine(engine: Engine, context: int) -> Engine:
     """A copy of a torch engine sharing all weights but with its own (smaller) KV cache and stream state."""
     import torch
 
+    from lorebook.models.routed_engine import RoutedEngine
+
+    if isinstance(engine, RoutedEngine):
+        return engine.with_engines(clone_engine(engine.base, context), clone_engine(engine.taught, context))
     twin = copy.copy(engine)
     fast = getattr(engine, "fast", None)
     if fast is not None:

@@ -41,6 +41,12 @@ class TeachConfig:
     train_paraphrases: bool = field(
         default=False, metadata={"help": "also train on the pack's paraphrases (default: held out for evaluation)"}
     )
+    scope: bool = field(
+        default=True,
+        metadata={"help": "save a scope with a knowledge-pack adapter: it answers questions like the taught ones "
+                          "and the base model answers everything else, so unrelated answers do not change "
+                          "(persona and chat adapters are always on)"},
+    )
     epochs: int = field(default=4, metadata={"help": "passes over the training examples"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     batch_size: int = field(default=8, metadata={"help": "examples per optimizer micro-batch"})

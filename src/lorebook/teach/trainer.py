@@ -57,20 +57,23 @@ def inputs_hash(inputs: list[Path]) -> str:
     return pack_hash(inputs[0]) if len(inputs) == 1 else "+".join(pack_hash(p) for p in inputs)
 
 
-def build_examples(inputs: list[Path], tokenizer, config: TeachConfig) -> tuple[list[Fact], list[Example]]:
-    """Facts (for the probe) and all rendered training examples from the input files."""
+def build_examples(inputs: list[Path], tokenizer, config: TeachConfig) -> tuple[list[Fact], list[Example], int]:
+    """Facts (for the probe), all rendered training examples, and how many examples came in as such
+    (chat or statements: a behaviour to apply everywhere, so the adapter gets no scope)."""
     facts: list[Fact] = []
     examples: list[Example] = []
+    direct = 0
     systems = config.system_list()
     for path in inputs:
         loaded = load_training_input(path, tokenizer)
         facts.extend(loaded.facts)
         examples.extend(loaded.examples)
+        direct += len(loaded.examples)
         examples.extend(render_facts(loaded.facts, tokenizer, config.format_list(), config.augment,
                                      config.train_paraphrases, config.seed, systems))
     if not examples:
         raise InputError("no training examples in the input", "pass a non-empty pack, chat or text file")
-    return facts, examples
+    return facts, examples, direct
 
 
 def replay_examples(model, tokenizer, model_name: str, config: TeachConfig) -> list[Example]:
@@ -179,10 +182,11 @@ def prepare_run(name: str, config: TeachConfig, data_hash: str, resume: bool, re
 
 def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, restart: bool = False,
           force: bool = False, progress: bool = True, probe: bool = True, on_step=None,
-          scorer=None) -> TeachResult:
+          scorer=None, on_epoch=None) -> TeachResult:
     """Train a LoRA adapter on the inputs and register it as `name`. See the module docstring.
 
     `on_step(step)` is called after every optimizer step (tests raise KeyboardInterrupt from it);
+    `on_epoch(epoch, model, tokenizer, facts)` after each epoch's checkpoint (bench: recall per epoch);
     `scorer(model, tokenizer, facts) -> dict` adds metrics under "sweep" while the model is in memory.
     """
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -200,7 +204,7 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
     torch.set_num_threads(config.thread_count())
     spec = resolve_model(config.model)
     model, tokenizer = load_model(spec)
-    facts, examples = build_examples(inputs, tokenizer, config)
+    facts, examples, direct = build_examples(inputs, tokenizer, config)
     if config.replay:
         examples += replay_examples(model, tokenizer, spec.name, config)
     encoded, dropped = encode_all(examples, tokenizer, config.cutoff_len)
@@ -275,6 +279,8 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
                 "data_hash": data_hash, "tokens": tokens_seen, "train_seconds": train_seconds,
                 "epoch_seconds": time.perf_counter() - epoch_start,
             })
+            if on_epoch is not None:
+                on_epoch(epoch + 1, model, tokenizer, facts)
     except KeyboardInterrupt:
         bar.close()
         finished = step // steps_per_epoch
@@ -300,6 +306,12 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
     shutil.rmtree(built, ignore_errors=True)
     model.save_pretrained(str(built))
     config.save(built / store.CONFIG_FILE)
+    if config.scope and facts and not direct:
+        from lorebook.teach.scope import scope_for_facts
+
+        scope = scope_for_facts(facts, config.train_paraphrases)
+        scope.save(built)
+        metrics["scope"] = {"threshold": scope.threshold, **scope.report}
     (built / store.CURVE_FILE).write_text(json.dumps(curve) + "\n")
     meta = {"base_model": spec.name, "base_model_path": spec.path, "config": config.to_dict(), "pack_hash": data_hash,
             "inputs": [str(p) for p in inputs], "metrics": metrics,
