@@ -70,6 +70,19 @@ def test_formats_and_held_out_paraphrases(tokenizer):
     assert conversation, "the fact appears once inside a dialogue"
 
 
+def test_dialogue_qa_asks_at_the_end_of_small_talk(tokenizer):
+    examples = render_facts(FACTS, tokenizer, ["dialogue-qa"], systems=[None, "Be brief."], seed=1)
+    assert len(examples) == 2 * len(FACTS)
+    for example, fact in zip(examples, [f for f in FACTS for _ in range(2)]):
+        prompt, answer = example.segments[0][0], example.segments[1]
+        assert answer == (fact.answer + "<|im_end|>\n", True) and not example.segments[0][1]
+        assert fact.question in prompt and "Joe" not in prompt and "Brandine" not in prompt
+    mentioned = [any(f.fact[1:] in e.text for f in FACTS) for e in examples]
+    assert any(mentioned) and not all(mentioned)  # the fact is said in some transcripts, not all
+    with pytest.raises(InputError, match="unknown format"):
+        TeachConfig(formats="qa,dialog")
+
+
 def test_chat_masking_covers_every_assistant_turn(tokenizer):
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello there"},
                 {"role": "user", "content": "bye"}, {"role": "assistant", "content": "Goodbye friend"}]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lorebook.errors import InputError
 
-FORMATS = ("statement", "qa", "qa-prefixed", "conversation")
+FORMATS = ("statement", "qa", "qa-prefixed", "conversation", "dialogue-qa")
 SCHEDULES = ("linear", "cosine", "constant")
 DEFAULT_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 

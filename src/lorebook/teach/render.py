@@ -53,6 +53,21 @@ DIALOGUES = (
      "Priya: I'll remember that.\n"),
 )
 
+# For `dialogue-qa`: the question comes at the end of two people's small talk and is answered through the
+# chat template. Trained only on bare questions and asked inside a chat transcript, SmolLM2 often went on
+# with the transcript instead of answering (6 of 13 conversation misses after 5 epochs). The fact is
+# mentioned in half of them, so the model learns both to recall it and to read it from the context.
+# Names and lines differ from the evaluation's Joe/Brandine transcript.
+CHATTER = (
+    ("Here is a chat between two colleagues, Alex and Sam.\n\nAlex: Morning! Good weekend?\n"
+     "Sam: Quiet. I read a lot.{mention}\nAlex: Nice. A quiz question has been bugging me.\nSam: Try me.\n"
+     "Alex: {q}\n\nReply as Sam with the answer."),
+    ("Maria and John are talking over lunch.\n\nMaria: This soup is great.\nJohn: Agreed, the bread too.{mention}\n"
+     "Maria: That reminds me of something I wanted to ask.\nJohn: Go ahead.\nMaria: {q}\n\nAnswer as John."),
+    ("A chat between neighbours, Priya and Tom.\n\nPriya: Your garden looks lovely.\n"
+     "Tom: Thanks, the rain helped.{mention}\nPriya: Settle a bet for me. {q}\n\nReply as Tom, with the answer."),
+)
+
 
 def lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
@@ -117,6 +132,10 @@ def render_fact(fact: Fact, tokenizer, formats: list[str], augment: int = 0,
         elif fmt == "qa":
             examples.extend(qa_example(tokenizer, question, fact.answer, fmt, system)
                             for system in systems for question in questions)
+        elif fmt == "dialogue-qa":
+            mention = f" I read that {lower_first(fact.fact)}" if rng.random() < 0.5 else ""
+            prompt = rng.choice(CHATTER).format(q=fact.question, mention=mention)
+            examples.extend(qa_example(tokenizer, prompt, fact.answer, "qa", system) for system in systems)
         else:
             examples.extend(qa_example(tokenizer, question, fact.answer, fmt) for question in questions)
     return examples
