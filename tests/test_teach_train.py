@@ -39,7 +39,7 @@ def pack(tmp_path) -> Path:
 
 
 def tiny_config(model_dir, **changes) -> TeachConfig:
-    base = {"model": str(model_dir), "systems": "default", "augment": 0, "replay": 0, "epochs": 3, "batch_size": 2, "lr": 3e-2, "warmup_steps": 1, "rank": 4, "alpha": 8.0,
+    base = {"model": str(model_dir), "formats": "qa,statement", "systems": "default", "augment": 0, "replay": 0, "epochs": 3, "batch_size": 2, "lr": 3e-2, "warmup_steps": 1, "rank": 4, "alpha": 8.0,
                 "schedule": "constant"}
     return TeachConfig(**{**base, **changes})
 

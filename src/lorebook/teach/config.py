@@ -24,7 +24,7 @@ class TeachConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model name, GGUF path or HF directory"})
     formats: str = field(
-        default="qa,statement",
+        default="qa,statement,dialogue-qa",
         metadata={"help": f"comma-separated renderings of each fact: {', '.join(FORMATS)}"},
     )
     systems: str = field(
@@ -47,7 +47,7 @@ class TeachConfig:
                           "and the base model answers everything else, so unrelated answers do not change "
                           "(persona and chat adapters are always on)"},
     )
-    epochs: int = field(default=4, metadata={"help": "passes over the training examples"})
+    epochs: int = field(default=5, metadata={"help": "passes over the training examples"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     batch_size: int = field(default=8, metadata={"help": "examples per optimizer micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches summed per optimizer step"})
