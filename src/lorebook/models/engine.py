@@ -115,6 +115,11 @@ class Engine(ABC):
     last: Completion = Completion("", 0, 0, "stop")
 
 
+def last_user_text(messages: list[Message]) -> str:
+    """The content of the last user turn ("" when there is none): what scope checks judge a request by."""
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     """Text up to the first stop string, and whether one was found."""
     cut = len(text)

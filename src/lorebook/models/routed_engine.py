@@ -12,11 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from lorebook.models.engine import Completion, Engine, GenerationOptions, Message
-
-
-def last_user_text(messages: list[Message]) -> str:
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+from lorebook.models.engine import Completion, Engine, GenerationOptions, Message, last_user_text
 
 
 def adapter_scopes(adapters: list[str]) -> dict:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from lorebook.models.engine import last_user_text
 from lorebook.notebook.embedder import get_embedder
 from lorebook.notebook.store import Hit, Notebook
 
@@ -53,16 +54,21 @@ class NotebookConfig:
     threshold: float | None = field(default=None, metadata={"help": "override the calibrated scope threshold (cosine)"})
 
 
+def threshold_between(best_in: np.ndarray, best_out: np.ndarray, margin: float = 0.02) -> float:
+    """A cosine threshold just above every out-of-scope score (unrelated answers must not change), unless
+    that would drop more than 5% of the in-scope queries: then the midpoint of the 99th/5th percentiles."""
+    threshold = float(best_out.max()) + margin
+    if len(best_in) and (best_in >= threshold).mean() < 0.95:
+        threshold = float((np.percentile(best_out, 99) + np.percentile(best_in, 5)) / 2)
+    return threshold
+
+
 def calibrate(notebook: Notebook, in_scope: list[str], out_of_scope: list[str], margin: float = 0.02) -> dict:
     """Set the notebook's threshold from scores of queries it should and should not answer."""
     embedder = get_embedder()
     best_in = np.array([hits[0][1] for hits in notebook.search_vectors(embedder.embed(in_scope), 1) if hits])
     best_out = np.array([hits[0][1] for hits in notebook.search_vectors(embedder.embed(out_of_scope), 1) if hits])
-    # Just above every out-of-scope score (unrelated answers must not change), unless that would
-    # drop more than 5% of the in-scope queries: then the midpoint of the two 95/5 percentiles.
-    threshold = float(best_out.max()) + margin
-    if (best_in >= threshold).mean() < 0.95:
-        threshold = float((np.percentile(best_out, 99) + np.percentile(best_in, 5)) / 2)
+    threshold = threshold_between(best_in, best_out, margin)
     report = {
         "threshold": round(threshold, 4),
         "in_scope": len(best_in),
@@ -111,7 +117,7 @@ class Retriever:
 
     def augment_many(self, conversations: list[list[dict]]) -> tuple[list[list[dict]], list[list[Hit]]]:
         """Each conversation with notes added to its last user turn when in scope (else unchanged)."""
-        queries = [_last_user(messages) for messages in conversations]
+        queries = [last_user_text(messages) for messages in conversations]
         found = self.notebook.search([q or "" for q in queries], self.config.top_k)
         out, used = [], []
         for messages, query, hits in zip(conversations, queries, found):
@@ -126,10 +132,6 @@ class Retriever:
 
     def describe(self) -> dict:
         return {"notebook": self.notebook.name, "threshold": self.threshold, **asdict(self.config)}
-
-
-def _last_user(messages: list[dict]) -> str | None:
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
 
 
 def with_notes(messages: list[dict], hits: list[Hit]) -> list[dict]:

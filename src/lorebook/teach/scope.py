@@ -105,13 +105,12 @@ def unrelated_prompts() -> list[str]:
 
 def calibrate(texts: list[str], in_scope: list[str], out_of_scope: list[str] | None = None) -> AdapterScope:
     """A scope over `texts` whose threshold passes the in-scope queries and stops the unrelated ones."""
+    from lorebook.notebook.scope import threshold_between
+
     scope = AdapterScope(texts=list(dict.fromkeys(t for t in texts if t.strip())), threshold=1.0)
     out_of_scope = out_of_scope if out_of_scope is not None else unrelated_prompts()
     best_in, best_out = scope.scores(in_scope), scope.scores(out_of_scope)
-    threshold = float(best_out.max()) + MARGIN if len(best_out) else 0.5
-    if len(best_in) and (best_in >= threshold).mean() < 0.95:
-        # The two sets overlap: split the difference between their 99th/5th percentiles.
-        threshold = float((np.percentile(best_out, 99) + np.percentile(best_in, 5)) / 2)
+    threshold = threshold_between(best_in, best_out, MARGIN) if len(best_out) else 0.5
     scope.threshold = round(threshold, 4)
     scope.report = {
         "in_scope": len(best_in),
