@@ -97,21 +97,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="0 = lorebook's automatic choice")
+    parser.add_argument("--top-layers", type=int, default=TeachConfig().top_layers,
+                        help="lorebook's LoRA layers (default: teach's default; 0 = all, as the baseline)")
     parser.add_argument("--recall", action="store_true", help="also time a default teach run to its recall")
     args = parser.parse_args()
     # replay=0: the baseline trains on exactly the rendered pack, so both sides see the same tokens
-    config = TeachConfig(epochs=args.epochs, batch_size=8, threads=args.threads, systems="default", replay=0)
+    config = TeachConfig(epochs=args.epochs, batch_size=8, threads=args.threads, systems="default", replay=0,
+                         top_layers=0)
     threads = config.thread_count()
     config = config.with_values(threads=threads)
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; torch threads {threads}; "
           f"{args.epochs} epoch(s), batch 8, r=16")
-    ours = lorebook_run(config, "bench-throughput")
-    print(f"lorebook teach        {ours['tokens_per_s']:8.1f} tokens/s  ({ours['tokens']} tokens, {ours['train_seconds']:.1f} s)")
+    runs = {"lorebook teach, LoRA in every layer": lorebook_run(config, "bench-throughput")}
+    if args.top_layers:
+        runs[f"lorebook teach, LoRA in top {args.top_layers} layers"] = lorebook_run(
+            config.with_values(top_layers=args.top_layers), "bench-throughput-top")
     base = baseline(config, threads)
-    print(f"transformers.Trainer  {base['tokens_per_s']:8.1f} tokens/s  ({base['tokens']} tokens, {base['seconds']:.1f} s)")
-    print(f"ratio                 {ours['tokens_per_s'] / base['tokens_per_s']:8.2f}x")
+    for label, ours in runs.items():
+        print(f"{label:40} {ours['tokens_per_s']:8.1f} tokens/s  ({ours['tokens']} tokens, "
+              f"{ours['train_seconds']:.1f} s)  {ours['tokens_per_s'] / base['tokens_per_s']:5.2f}x the baseline")
+    print(f"{'transformers.Trainer + PEFT, every layer':40} {base['tokens_per_s']:8.1f} tokens/s  "
+          f"({base['tokens']} tokens, {base['seconds']:.1f} s)")
     if args.recall:
-        full = lorebook_run(TeachConfig(threads=args.threads), "bench-recall", probe=True)
+        full = lorebook_run(TeachConfig(threads=args.threads, top_layers=args.top_layers), "bench-recall", probe=True)
         print(f"default teach on {PACK.name}: recall {full['recall']:.0%} of {full['facts']} facts, "
               f"wall {full['wall_seconds']:.0f} s (training {full['train_seconds']:.0f} s, {full['epochs']} epochs)")
         for epoch, share, elapsed in full["per_epoch"]:

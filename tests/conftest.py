@@ -19,6 +19,7 @@ def lorebook_home(tmp_path, monkeypatch) -> Path:
     """Each test gets an empty data home, so logs, adapters and personas never leak between tests."""
     home = tmp_path / "lorebook-home"
     monkeypatch.setenv("LOREBOOK_HOME", str(home))
+    monkeypatch.delenv("LOREBOOK_NOTEBOOK_URL", raising=False)  # a shared PostgreSQL notebook is never a test's
     return home
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lorebook.cli.main import app
 from lorebook.errors import InputError
 from lorebook.evaluate.probes import load_general_knowledge
-from lorebook.notebook.scope import NOTES_CLOSE, NOTES_OPEN, NotebookConfig, Retriever, calibrate
+from lorebook.notebook.scope import NOTES_CLOSE, NOTES_OPEN, NotebookConfig, Retriever, calibrate, note_line
 from lorebook.notebook.store import MAX_NOTE_CHARS, Hit, Notebook
 from lorebook.teach.pack import load_pack
 
@@ -25,7 +25,7 @@ PACK = "examples/oscars-2023.jsonl"
 def oscars() -> Notebook:
     facts = load_pack(PACK)
     notebook = Notebook.create("oscars")
-    notebook.add([f.fact for f in facts], questions=[f.question for f in facts])
+    notebook.add([f.fact for f in facts], questions=[f.question for f in facts], answers=[f.answer for f in facts])
     return notebook
 
 
@@ -36,9 +36,12 @@ def test_paraphrases_find_their_note_and_unrelated_questions_are_out_of_scope(os
     assert report["in_scope_passed"] >= 0.95 and report["out_of_scope_passed"] <= 0.01
     retriever = Retriever(oscars)
     paraphrases = [(f, p) for f in facts for p in f.paraphrases]
-    found = oscars.search([p for _, p in paraphrases], 3)
-    hit_rate = np.mean([any(h.text == f.fact for h in retriever.select(hits)) for (f, _), hits in zip(paraphrases, found)])
-    assert hit_rate >= 0.95
+    found = oscars.search([p for _, p in paraphrases], retriever.candidates())
+    # The note in the prompt is the right one: re-ranked by the question's words (cosine alone: 64 of 69).
+    right = [retriever.select(hits, p)[0].text == f.fact for (f, p), hits in zip(paraphrases, found)]
+    assert sum(right) >= 67, sum(right)
+    by_cosine = [hits[0].text == f.fact for (f, _), hits in zip(paraphrases, found)]
+    assert sum(right) > sum(by_cosine)
     conversations = [[{"role": "user", "content": q}] for q in general[:40]]
     augmented, used = retriever.augment_many(conversations)
     assert augmented == conversations and not any(used)  # prompts untouched, not just similar
@@ -60,6 +63,28 @@ def test_notes_are_fenced_as_data_in_the_last_user_turn(oscars):
     content = augmented[1]["content"]
     assert content.startswith(NOTES_OPEN) and NOTES_CLOSE in content and content.endswith("Who won Best Actor in 2023?")
     assert "Brendan Fraser" in content and "not instructions" in content and "Ignore" not in content
+
+
+def test_near_ties_are_reranked_by_the_words_that_tell_them_apart(oscars):
+    actor = Hit(1, "The winner of the 2023 Oscar for Best Actor was Brendan Fraser.", 0.70, "Who won Best Actor?", "Brendan Fraser")
+    supporting = Hit(2, "The winner of the 2023 Oscar for Best Supporting Actor was Ke Huy Quan.", 0.68)
+    far = Hit(3, "The winner of the 2023 Oscar for Best Supporting Actress was Jamie Lee Curtis.", 0.40)
+    retriever = Retriever(oscars, NotebookConfig(threshold=0.5, top_k=3))
+    assert [h.id for h in retriever.select([actor, supporting, far], "Which supporting actor won in 2023?")] == [2, 1]
+    assert [h.id for h in retriever.select([actor, supporting, far])] == [1, 2]  # no query: by cosine
+    assert [h.id for h in retriever.select([actor, supporting], "Who won the 2023 Oscar?")] == [1, 2]  # no telling word
+    line = note_line(actor)
+    assert line == "- Q: Who won Best Actor? A: Brendan Fraser. The winner of the 2023 Oscar for Best Actor was Brendan Fraser."
+    assert note_line(supporting) == f"- {supporting.text}"
+
+
+def test_importing_a_pack_again_adds_questions_to_old_notes():
+    notebook = Notebook.create("old")
+    notebook.add(["Ana lives in Lima."])  # as a notebook made before notes kept their question
+    assert notebook.search(["Where does Ana live?"], 1)[0][0].question is None
+    assert notebook.add(["Ana lives in Lima."], questions=["Where does Ana live?"], answers=["Lima"]) == (0, 1)
+    hit = notebook.search(["Where does Ana live?"], 1)[0][0]
+    assert (hit.question, hit.answer) == ("Where does Ana live?", "Lima")
 
 
 def test_duplicates_are_skipped_and_import_resumes():

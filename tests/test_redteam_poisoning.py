@@ -51,7 +51,9 @@ def poisoned_pack(tmp_path) -> Path:
 
 
 def smollm2_config() -> TeachConfig:
-    return TeachConfig(formats="qa", systems="default", replay=24, epochs=6, batch_size=4, lr=2e-3, warmup_steps=2)
+    # threads=2: the measured setting; with "idle cores" a busy machine trains on 1 thread and the sums round differently
+    return TeachConfig(formats="qa", systems="default", replay=24, epochs=6, batch_size=4, lr=2e-3, warmup_steps=2,
+                       threads=2)
 
 
 def test_linter_flags_exactly_the_poisoned_records(poisoned_pack):

@@ -227,3 +227,52 @@ def test_replay_answers_come_from_the_base_model_and_are_cached(tiny_model_dir, 
     assert replay_examples(model, tok, "tiny", config) == first
     assert len(first) <= 4 and all(any(trainable for _, trainable in ex.segments) for ex in first)
     assert all(any(prompt in ex.text for prompt in prompts[:4]) for ex in first)
+
+
+def test_frozen_layer_cache_gives_the_whole_models_loss_and_gradients(tiny_model_dir, tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from lorebook.models.loader import load_model
+    from lorebook.teach.data import encode_all
+    from lorebook.teach.prefix import PrefixCache
+    from lorebook.teach.trainer import completion_loss
+
+    model, _ = load_model(resolve_model(str(tiny_model_dir)))
+    torch.manual_seed(0)  # init_lora_weights=False: B is not zero, so both LoRA matrices get gradients
+    lora = LoraConfig(r=4, target_modules=["q_proj", "down_proj"], layers_to_transform=[1], layers_pattern="layers",
+                      init_lora_weights=False)
+    model = get_peft_model(model, lora)
+    encoded, _ = encode_all(render_facts(FACTS, tokenizer, ["qa", "statement"]), tokenizer, 256)
+    prefix = PrefixCache(model, encoded, 1, tokenizer.pad_token_id)
+    indices = [0, 3, 5]
+    batch = collate([encoded[i] for i in indices], tokenizer.pad_token_id)
+    losses, grads = [], []
+    for cache in (None, prefix):
+        model.zero_grad()
+        loss, _ = completion_loss(model, batch, cache, indices)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad})
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 4  # A and B of two modules in layer 1
+    assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])
+
+
+def test_top_layers_train_only_those_layers(tiny_model_dir, pack):
+    result = teach(pack, "top", tiny_config(tiny_model_dir, epochs=6, top_layers=1), progress=False)
+    assert result.metrics["frozen_layer_cache"] == 1  # layer 0 ran once per example, layer 1 trained
+    names = lora_weights("top").keys()
+    assert names and all(".layers.1." in name for name in names)
+    curve = json.loads((store.find("top") / store.CURVE_FILE).read_text())
+    first = [p["loss"] for p in curve if p["epoch"] == 1]
+    assert result.metrics["final_loss"] < sum(first) / len(first) - 0.1
+
+
+def test_a_decoder_that_does_not_split_cleanly_trains_without_the_cache(tiny_model_dir, pack, monkeypatch, caplog):
+    from lorebook.teach.prefix import PrefixCache
+
+    monkeypatch.setattr(PrefixCache, "batch", lambda self, indices: torch.zeros(len(indices), 1, 1).expand(
+        len(indices), max(len(self.states[i]) for i in indices), self.states[0].shape[-1]).contiguous())
+    result = teach(pack, "nocache", tiny_config(tiny_model_dir, top_layers=1), progress=False, probe=False)
+    assert result.metrics["frozen_layer_cache"] == 0 and "cache disabled" in caplog.text
+    assert all(".layers.1." in name for name in lora_weights("nocache"))

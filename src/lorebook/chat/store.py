@@ -131,6 +131,11 @@ MIGRATIONS: list[str] = [
         UNIQUE(run_id, attack_id)
     );
     """,
+    # 6: a note imported from a knowledge pack keeps its question and answer (the prompt shows them as Q/A)
+    """
+    ALTER TABLE notes ADD COLUMN question TEXT;
+    ALTER TABLE notes ADD COLUMN answer TEXT;
+    """,
 ]
 
 

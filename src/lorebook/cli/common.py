@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lorebook.errors import LorebookError
 
@@ -17,7 +18,7 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(problem: str, fix: str = "", code: int = 1) -> typer.Exit:
     """Print `error: problem (fix: …)` to stderr and return an Exit to raise."""
-    message = LorebookError(problem, fix).one_line()
+    message = escape(LorebookError(problem, fix).one_line())  # "pip install 'lorebook[eval]'" is not markup
     err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -11,6 +12,32 @@ from lorebook.cli.common import console, friendly_errors
 
 notebook_app = typer.Typer(help="Retrieval notebooks: facts a model looks up instead of learning.",
                            no_args_is_help=True)
+STORE_VARIABLE = "LOREBOOK_NOTEBOOK_URL"  # lorebook.notebook.store reads it; not imported here to keep --help fast
+
+
+@notebook_app.callback()
+def choose_store(
+    ctx: typer.Context,
+    store: str = typer.Option(
+        None, "--store", metavar="URL", envvar=STORE_VARIABLE, show_envvar=True,
+        help="where notebooks live: a SQLAlchemy URL such as postgresql+psycopg2://user:pw@host/db (a notebook "
+             f"shared by several machines; set {STORE_VARIABLE} to use it for chat, eval and serve too); "
+             "default: the local SQLite database"),
+) -> None:
+    # The store is chosen through the variable, so every Notebook.open/create/all of this command (and the
+    # scope calibration it runs) sees it; the previous value is restored when the command ends.
+    if store is None:
+        return
+    before = os.environ.get(STORE_VARIABLE)
+    os.environ[STORE_VARIABLE] = store
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(STORE_VARIABLE, None)
+        else:
+            os.environ[STORE_VARIABLE] = before
+
+    ctx.call_on_close(restore)
 
 
 def _open(name: str):
@@ -62,11 +89,12 @@ def import_(
 
         facts = load_pack(source)
         texts, questions = [fact.fact for fact in facts], [fact.question for fact in facts]
+        answers = [fact.answer for fact in facts]
     else:
         from lorebook.teach.pack import iter_lines
 
-        texts, questions = [line for _, line in iter_lines(source) if line.strip()], None
-    added, skipped = notebook.add(texts, source=str(source), progress=True, questions=questions)
+        texts, questions, answers = [line for _, line in iter_lines(source) if line.strip()], None, None
+    added, skipped = notebook.add(texts, source=str(source), progress=True, questions=questions, answers=answers)
     console.print(f"{name}: {added} note(s) added, {skipped} already there; {notebook.count()} in all")
     if facts and calibrate_scope:
         _calibrate(notebook, facts)
@@ -119,14 +147,15 @@ def list_(name: str = typer.Argument(None, help="a notebook to list the notes of
 def search(name: str = typer.Argument(..., help="notebook name"),
            query: str = typer.Argument(..., help="a question"),
            k: int = typer.Option(3, "-k", help="notes to show")) -> None:
-    """Show the best notes for a query and whether it is in scope."""
+    """Show the best notes for a query, which one the prompt gets, and whether the query is in scope."""
     from lorebook.notebook.scope import Retriever
 
     retriever = Retriever(_open(name))
-    hits = retriever.notebook.search([query], k)[0]
-    chosen = {hit.id for hit in retriever.select(hits)}
+    hits = retriever.notebook.search([query], max(k, retriever.candidates()))[0]
+    chosen = {hit.id for hit in retriever.select(hits, query)}
+    hits = hits[:k]
     for hit in hits:
-        mark = "in scope" if hit.id in chosen else "        "
+        mark = "chosen" if hit.id in chosen else "      "  # the note(s) the prompt gets
         console.print(f"{hit.score:.3f} {mark} [{hit.id}] {hit.text}", markup=False, soft_wrap=True)
     console.print(f"threshold {retriever.threshold:.3f}: " + ("in scope" if chosen else "out of scope, prompt untouched"))
 

@@ -83,12 +83,13 @@ def fingerprint(subject: Subject, attacks: list[Attack]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _note_fence(messages: list[dict], notes: list[str]) -> list[dict]:
-    """The last user turn with notes in the notebook's own fence (so attacks test the real prompt)."""
+def _note_fence(messages: list[dict], notes: list) -> list[dict]:
+    """The last user turn with notes (Hits or planted texts) in the notebook's own fence, so attacks test
+    the real prompt."""
     from lorebook.notebook.scope import with_notes
     from lorebook.notebook.store import Hit
 
-    return with_notes(messages, [Hit(0, text, 1.0) for text in notes])
+    return with_notes(messages, [note if isinstance(note, Hit) else Hit(0, note, 1.0) for note in notes])
 
 
 def _withheld(note: str, retriever) -> bool:
@@ -106,10 +107,11 @@ def _prompts(histories: list[list[dict]], attacks: list[Attack], retriever) -> l
     found = [[] for _ in histories]
     if retriever is not None:
         queries = [h[-1]["content"] for h in histories]
-        found = [retriever.select(hits) for hits in retriever.notebook.search(queries, retriever.config.top_k)]
+        found = [retriever.select(hits, query)
+                 for query, hits in zip(queries, retriever.notebook.search(queries, retriever.candidates()))]
     out = []
     for history, attack, hits in zip(prompts, attacks, found):
-        notes = [hit.text for hit in hits]
+        notes = list(hits)
         if attack.note and sum(m["role"] == "user" for m in history) == 1 and not _withheld(attack.note, retriever):
             notes.append(attack.note)  # planted where the retriever would put its best note
         out.append(_note_fence(history, notes) if notes else history)

@@ -60,6 +60,11 @@ class TeachConfig:
     target_modules: str = field(
         default=DEFAULT_TARGETS, metadata={"help": "comma-separated module names that get LoRA weights"}
     )
+    top_layers: int = field(
+        default=0,
+        metadata={"help": "LoRA in the top N decoder layers only (0 = every layer): the frozen layers below run "
+                          "once per example and their outputs are reused every epoch, so training is much faster"},
+    )
     cutoff_len: int = field(default=256, metadata={"help": "examples longer than this many tokens are cut"})
     seed: int = field(default=0, metadata={"help": "seed for shuffling, augmentation and LoRA init"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = the cores not already busy)"})
@@ -84,8 +89,9 @@ class TeachConfig:
             raise InputError(f"--lr {self.lr} is out of range", "use a learning rate such as 1e-4 to 2e-3")
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout {self.dropout} is out of range", "use a value in [0, 1)")
-        if self.warmup_steps < 0 or self.augment < 0 or self.threads < 0:
-            raise InputError("--warmup-steps, --augment and --threads cannot be negative", "pass 0 or more")
+        if self.warmup_steps < 0 or self.augment < 0 or self.threads < 0 or self.top_layers < 0:
+            raise InputError("--warmup-steps, --augment, --threads and --top-layers cannot be negative",
+                             "pass 0 or more")
         if not self.target_list():
             raise InputError("--target-modules is empty", f"e.g. {DEFAULT_TARGETS}")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -30,12 +31,14 @@ import torch.nn.functional as F
 from lorebook.errors import InputError, LorebookError
 from lorebook.teach import store
 from lorebook.teach.config import TeachConfig
-from lorebook.teach.data import IGNORE_INDEX, collate, encode_all, plan_batches
+from lorebook.teach.data import IGNORE_INDEX, Encoded, collate, encode_all, plan_batches
 from lorebook.teach.inputs import load_training_input
 from lorebook.teach.pack import Fact, pack_hash
+from lorebook.teach.prefix import PrefixCache, decoder_parts, layer_count, only_layers
 from lorebook.teach.render import Example, qa_example, render_facts
 
 CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(LorebookError):
@@ -132,23 +135,51 @@ def lr_multiplier(schedule: str, warmup: int, total: int):
     return factor
 
 
-def completion_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """(sum of token cross-entropies on labelled positions, number of those tokens)."""
+def completion_loss(model, batch: dict[str, torch.Tensor], prefix: PrefixCache | None = None,
+                    indices: list[int] | None = None) -> tuple[torch.Tensor, int]:
+    """(sum of token cross-entropies on labelled positions, number of those tokens). With a prefix
+    cache, the batch (examples `indices`) enters at the first trained layer with its cached states."""
     targets = batch["labels"][:, 1:]
     mask = targets != IGNORE_INDEX
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone, head = getattr(inner, "model", None), getattr(inner, "lm_head", None)
+    backbone, head = decoder_parts(model)
     if backbone is None or head is None:  # an architecture without the usual split: full logits
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         return F.cross_entropy(logits[mask].float(), targets[mask], reduction="sum"), int(mask.sum())
     # use_cache=False: training never reuses keys/values, and building the cache copies every layer's.
-    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      use_cache=False).last_hidden_state
+    if prefix is None:
+        hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          use_cache=False).last_hidden_state
+    else:
+        with only_layers(backbone, prefix.first_trained):
+            hidden = backbone(inputs_embeds=prefix.batch(indices), attention_mask=batch["attention_mask"],
+                              use_cache=False).last_hidden_state
     logits = head(hidden[:, :-1][mask])
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cap = getattr(inner.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return F.cross_entropy(logits.float(), targets[mask], reduction="sum"), int(mask.sum())
+
+
+def build_prefix(model, encoded: list[Encoded], first_trained: int, pad_id: int, progress: bool) -> PrefixCache | None:
+    """The frozen-prefix cache, or None when the model's decoder does not split cleanly: checked on one
+    batch, the loss through the cache must match the loss through the whole model."""
+    if first_trained <= 0:
+        return None
+    prefix = PrefixCache(model, encoded, first_trained, pad_id, progress=progress)
+    sample = list(range(min(4, len(encoded))))
+    batch = collate([encoded[i] for i in sample], pad_id)
+    was_training = model.training
+    model.eval()  # LoRA dropout would make the two losses differ
+    with torch.no_grad():
+        whole, _ = completion_loss(model, batch)
+        cut, _ = completion_loss(model, batch, prefix, sample)
+    model.train(was_training)
+    if not torch.allclose(whole, cut, rtol=1e-3, atol=1e-3):
+        log.warning("frozen-layer cache disabled: loss %.4f through it vs %.4f through the whole model",
+                    float(cut), float(whole))
+        return None
+    return prefix
 
 
 def save_checkpoint(directory: Path, state: dict) -> None:
@@ -213,8 +244,12 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
                          "raise --cutoff-len")
 
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised randomly
+    layers = layer_count(model)
+    first_trained = max(0, layers - config.top_layers) if config.top_layers else 0
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=config.target_list(), task_type="CAUSAL_LM")
+                      target_modules=config.target_list(), task_type="CAUSAL_LM",
+                      layers_to_transform=list(range(first_trained, layers)) if first_trained else None,
+                      layers_pattern="layers" if first_trained else None)
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
@@ -241,6 +276,9 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
         tokens_seen, train_seconds = state["tokens"], state["train_seconds"]
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cache_start = time.perf_counter()
+    prefix = build_prefix(model, encoded, first_trained, pad_id, progress) if start_epoch < config.epochs else None
+    train_seconds += time.perf_counter() - cache_start  # part of training: counted in tokens/s
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, unit="step", disable=not progress,
                desc=f"teach {name}", dynamic_ncols=True)
     step = start_epoch * steps_per_epoch
@@ -254,7 +292,7 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
                 step_start, window_loss, window_tokens = time.perf_counter(), 0.0, 0
                 for indices in window:
                     batch = collate([encoded[i] for i in indices], pad_id)
-                    loss_sum, _ = completion_loss(model, batch)
+                    loss_sum, _ = completion_loss(model, batch, prefix, indices)
                     (loss_sum / window_targets).backward()
                     window_loss += loss_sum.item()
                     window_tokens += int(batch["attention_mask"].sum())
@@ -296,6 +334,7 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
         "facts": len(facts), "tokens": tokens_seen, "train_seconds": round(train_seconds, 2),
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
         "trainable_params": sum(p.numel() for p in params), "threads": torch.get_num_threads(),
+        "frozen_layer_cache": prefix.first_trained if prefix is not None else 0,
     }
     if probe and facts:
         metrics["recall"] = round(recall_probe(model, tokenizer, facts), 4)
