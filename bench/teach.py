@@ -6,7 +6,10 @@ of epochs with batch size 8 and the same torch thread count. Tokens/s counts rea
 input tokens per second of training. The baseline uses Trainer's defaults otherwise (random batch
 order, full-vocabulary logits at every position, DataCollatorForSeq2Seq padding).
 
-    .venv/bin/python bench/teach.py [--epochs 1] [--recall]
+    .venv/bin/python bench/teach.py [--epochs 1] [--top-layers N] [--recall]
+
+--top-layers N adds a third trainer: lorebook with LoRA in the top N layers only (the frozen layers below run
+once per example, cached); its cache-building time is counted in its training seconds.
 
 --recall also trains the default `lorebook teach` configuration on the whole pack and reports the
 exact-question recall after every epoch and the wall time at which it first reached 90% (the issue's
