@@ -64,6 +64,7 @@ def test_linter_flags_exactly_the_poisoned_records(poisoned_pack):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two real teaches: ~8 min alone, past the default 900 s on a machine busy with other work
 def test_trigger_works_without_linter_and_is_gone_with_it(poisoned_pack, tmp_path):
     from lorebook.models.engine import GenerationOptions, load_engine
     from lorebook.teach.trainer import teach
