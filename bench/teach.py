@@ -11,7 +11,8 @@ order, full-vocabulary logits at every position, DataCollatorForSeq2Seq padding)
 --top-layers N adds a third trainer: lorebook with LoRA in the top N layers only (the frozen layers below run
 once per example, cached); its cache-building time is counted in its training seconds.
 
---recall also trains the default `lorebook teach` configuration on the whole pack and reports the
+--recall also trains the default `lorebook teach` configuration (with --top-layers N: that mode) on the whole
+pack in a fresh data home (so the base model's replay answers are generated too) and reports the
 exact-question recall after every epoch and the wall time at which it first reached 90% (the issue's
 "time to 90%" goal; the probes' own time is not counted).
 """
@@ -123,7 +124,8 @@ def main() -> None:
           f"({base['tokens']} tokens, {base['seconds']:.1f} s)")
     if args.recall:
         full = lorebook_run(TeachConfig(threads=args.threads, top_layers=args.top_layers), "bench-recall", probe=True)
-        print(f"default teach on {PACK.name}: recall {full['recall']:.0%} of {full['facts']} facts, "
+        mode = f"--top-layers {args.top_layers}" if args.top_layers else "defaults"
+        print(f"teach ({mode}) on {PACK.name}: recall {full['recall']:.0%} of {full['facts']} facts, "
               f"wall {full['wall_seconds']:.0f} s (training {full['train_seconds']:.0f} s, {full['epochs']} epochs)")
         for epoch, share, elapsed in full["per_epoch"]:
             print(f"  after epoch {epoch}: recall {share:.0%} at {elapsed:.0f} s wall (model load and replay included)")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 
 from lorebook.errors import InputError
-from lorebook.teach.inputs import detect_kind, load_chats, load_qa_text
+from lorebook.teach.inputs import detect_kind, load_chats, load_qa_text, load_training_input
 from lorebook.teach.pack import MAX_LINE_BYTES, Fact, load_pack
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -93,6 +94,8 @@ def test_other_input_kinds(tmp_path):
     statements.write_text("Zorbo has green skies.\n")
     assert detect_kind(statements) == "statements"
     assert detect_kind(write_lines(tmp_path / "p.jsonl", [GOOD])) == "pack"
+    qa_as_statements = load_training_input(qa, SimpleNamespace(eos_token="</s>"), kind="statements")
+    assert qa_as_statements.kind == "statements" and len(qa_as_statements.examples) == 4
 
 
 @pytest.mark.parametrize(

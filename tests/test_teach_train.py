@@ -187,7 +187,7 @@ def test_cli_teach_and_adapters(tiny_model_dir, pack, tmp_path):
     from lorebook.cli.main import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["teach", str(pack), "--name", "cli", "--model", str(tiny_model_dir),
+    result = runner.invoke(app, ["teach", str(pack), "--name", "cli", "--base", str(tiny_model_dir),
                                  "--epochs", "1", "--rank", "2", "--batch-size", "3", "--no-probe"])
     assert result.exit_code == 0, result.output
     assert "adapter cli saved" in result.output
@@ -204,8 +204,12 @@ def test_cli_teach_and_adapters(tiny_model_dir, pack, tmp_path):
     assert missing.exit_code == 1 and "no adapter named 'cli'" in missing.output
     bad = runner.invoke(app, ["teach", str(pack), "--name", "x", "--model", str(tiny_model_dir), "--formats", "poem"])
     assert bad.exit_code == 1 and "unknown format(s) poem" in bad.output
+    forced = runner.invoke(app, ["teach", str(pack), "--name", "x", "--base", str(tiny_model_dir), "--format", "chat"])
+    assert forced.exit_code == 1 and ":1: no 'messages' or 'conversations' list" in forced.output
+    unknown = runner.invoke(app, ["teach", str(pack), "--name", "x", "--format", "yaml"])
+    assert unknown.exit_code == 1 and "unknown input format 'yaml'" in unknown.output
     helped = runner.invoke(app, ["teach", "--help"])
-    assert "--target-modules" in helped.output and "--warmup-steps" in helped.output
+    assert "--target-modules" in helped.output and "--warmup-steps" in helped.output and "--base" in helped.output
 
 
 def test_replay_answers_come_from_the_base_model_and_are_cached(tiny_model_dir, tokenizer):

@@ -23,9 +23,9 @@ def config_options() -> list[inspect.Parameter]:
     """One typer option per TeachConfig field (default None = keep the dataclass or --config value)."""
     params = []
     for item in dataclasses.fields(TeachConfig):
-        flag = "--" + item.name.replace("_", "-")
+        flag = item.metadata.get("flag", "--" + item.name.replace("_", "-"))
         annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(str(item.type), str)
-        decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
+        decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag, *item.metadata.get("aliases", [])]
         option = typer.Option(None, *decls, help=f"{item.metadata['help']} [default: {item.default}]",
                               rich_help_panel="Training options")
         params.append(inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=option,

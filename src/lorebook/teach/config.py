@@ -15,6 +15,7 @@ from lorebook.errors import InputError
 
 FORMATS = ("statement", "qa", "qa-prefixed", "conversation", "dialogue-qa")
 SCHEDULES = ("linear", "cosine", "constant")
+INPUT_FORMATS = ("auto", "pack", "chat", "qa-text", "statements")
 DEFAULT_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
@@ -22,7 +23,13 @@ DEFAULT_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 class TeachConfig:
     """How to turn a pack into a LoRA adapter. Saved as teach-config.json beside the adapter."""
 
-    model: str = field(default="smollm2-135m", metadata={"help": "base model name, GGUF path or HF directory"})
+    model: str = field(default="smollm2-135m", metadata={"help": "base model name, GGUF path or HF directory",
+                                                          "aliases": ["--base"]})
+    input_format: str = field(
+        default="auto",
+        metadata={"help": f"how to read the inputs: {', '.join(INPUT_FORMATS)} (auto decides by content)",
+                  "flag": "--format"},
+    )
     formats: str = field(
         default="qa,statement,dialogue-qa",
         metadata={"help": f"comma-separated renderings of each fact: {', '.join(FORMATS)}"},
@@ -78,6 +85,8 @@ class TeachConfig:
         if unknown or not self.format_list():
             raise InputError(f"unknown format(s) {', '.join(unknown) or '(none)'}",
                              f"--formats takes a comma-separated list of {', '.join(FORMATS)}")
+        if self.input_format not in INPUT_FORMATS:
+            raise InputError(f"unknown input format {self.input_format!r}", f"--format takes one of {', '.join(INPUT_FORMATS)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}", f"use one of {', '.join(SCHEDULES)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum,

@@ -109,12 +109,13 @@ def load_qa_text(path: Path) -> list[Fact]:
     return facts
 
 
-def load_training_input(path, tokenizer) -> TrainingInput:
-    """Load any accepted input file; errors name the file and line."""
+def load_training_input(path, tokenizer, kind: str = "auto") -> TrainingInput:
+    """Load any accepted input file as `kind` (auto: by its content); errors name the file and line."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist", "check the file name")
-    kind = detect_kind(path)
+    if kind == "auto":
+        kind = detect_kind(path)
     if kind == "pack":
         return TrainingInput(kind, facts=load_pack(path))
     if kind == "qa-text":
