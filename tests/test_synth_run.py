@@ -21,8 +21,9 @@ class FakeTeacher:
 
     name = "fake"
 
-    def __init__(self, english_ids=(), empty_ids=(), same_for_all=False, die_after_calls=None):
+    def __init__(self, english_ids=(), empty_ids=(), same_for_all=False, die_after_calls=None, late_english_ids=()):
         self.english_ids, self.empty_ids = set(english_ids), set(empty_ids)
+        self.late_english_ids = set(late_english_ids)  # English from the agent's third turn on
         self.same_for_all, self.die_after_calls, self.calls = same_for_all, die_after_calls, 0
 
     def generate(self, message_lists, options, key="", ids=None):
@@ -34,7 +35,7 @@ class FakeTeacher:
             own_turns = sum(m["role"] == "assistant" for m in messages) - 4  # minus the few-shot examples
             tag = 0 if self.same_for_all else conversation_id
             if "aduanas" in messages[0]["content"]:  # the agent's view
-                if conversation_id in self.english_ids:
+                if conversation_id in self.english_ids or (conversation_id in self.late_english_ids and own_turns >= 2):
                     replies.append("Please show me your passport and tell me why you are travelling today.")
                 elif conversation_id in self.empty_ids:
                     replies.append("...")
@@ -63,6 +64,22 @@ def test_filters_report_drops_and_keep_metadata(tmp_path):
     assert set(record["metadata"]["attributes"]) >= {"nationality", "mood", "strictness"}
     assert record["metadata"]["ended_by"] == "agent:admitted" and len(record["metadata"]["turns"]) == 8
     assert {r["reason"] for r in lines(sidecar(out, "drops.jsonl"))} == {"wrong_language", "empty_turn"}
+
+
+def test_a_late_bad_turn_is_trimmed_not_dropped(tmp_path):
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(scenario, SynthConfig(n=4, turns=10, batch_size=4), out,
+                       teacher=FakeTeacher(english_ids={1}, late_english_ids={2}), progress=False)
+    assert report["drop_reasons"] == {"wrong_language": 1} and report["trimmed"] == {"wrong_language": 1}
+    trimmed = next(r for r in lines(out) if r["id"] == 2)
+    assert trimmed["metadata"]["ended_by"] == "trimmed:wrong_language"
+    assert [t["role"] for t in trimmed["metadata"]["turns"]] == ["traveller", "agent"] * 2
+    assert trimmed["messages"][-1]["role"] == "assistant" and "Please" not in json.dumps(trimmed["messages"])
+    untrimmed = tmp_path / "strict.jsonl"
+    strict = run_synth(scenario, SynthConfig(n=4, turns=10, batch_size=4, trim=False), untrimmed,
+                       teacher=FakeTeacher(english_ids={1}, late_english_ids={2}), progress=False)
+    assert strict["drop_reasons"] == {"wrong_language": 2} and strict["trimmed"] == {}
 
 
 def test_near_duplicates_are_dropped(tmp_path):

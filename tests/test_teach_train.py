@@ -94,7 +94,9 @@ def test_chat_masking_covers_every_assistant_turn(tokenizer):
 def test_cutoff_drops_examples_without_answer_tokens(tokenizer):
     example = render_facts(FACTS[:1], tokenizer, ["qa"])[0]
     assert encode(example, tokenizer, cutoff_len=5) is None
-    assert len(encode(render_facts(FACTS[:1], tokenizer, ["statement"])[0], tokenizer, 5).input_ids) == 5
+    statement = render_facts(FACTS[:1], tokenizer, ["statement"])[0]
+    assert len(encode(statement, tokenizer, 5).input_ids) == 5 and encode(statement, tokenizer, 5).cut
+    assert not encode(statement, tokenizer, 256).cut
 
 
 def test_batches_cover_everything_once_and_group_by_length():

@@ -28,6 +28,7 @@ def synth_command(
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
     dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
     check_language: bool = typer.Option(True, "--check-language/--no-check-language", help=HELP["check_language"]),
+    trim: bool = typer.Option(DEFAULTS.trim, "--trim/--no-trim", help=HELP["trim"]),
     threads: int = typer.Option(0, "--threads", help=HELP["threads"]),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
@@ -39,18 +40,21 @@ def synth_command(
     if teacher.startswith("batch:"):
         batch_size = n  # one Batch API file per turn covers every conversation
     config = SynthConfig(n=n, turns=turns, teacher=teacher, batch_size=batch_size, seed=seed, dedup=dedup,
-                         check_language=check_language, threads=threads)
+                         check_language=check_language, trim=trim, threads=threads)
     report = run_synth(scenario, config, out, progress=not as_json)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["drop_reasons"].items())) or "none"
     console.print(f"kept {report['kept']} conversations in {out}; dropped {report['dropped']} ({reasons})", markup=False)
+    if report["trimmed"]:
+        trims = ", ".join(f"{k} {v}" for k, v in sorted(report["trimmed"].items()))
+        console.print(f"trimmed before a bad turn and kept: {sum(report['trimmed'].values())} ({trims})", markup=False)
     console.print("ended by: " + ", ".join(f"{k} {v}" for k, v in sorted(report["ended_by"].items())), markup=False)
     if report["conversations_per_minute"]:
         console.print(f"{report['generated_this_run']} generated in {report['seconds_this_run']} s "
                       f"({report['conversations_per_minute']} conversations/min)", markup=False)
-    console.print(f"train on it: lorebook teach {out} --model gemma3-270m --name customs-es --replay 0", markup=False)
+    console.print(f"train on it: lorebook teach {out} --format chat --base gemma3-270m --name customs-es --cutoff-len 768", markup=False)
 
 
 def _interval(metric: dict | None, percent: bool = True) -> str:

@@ -2,7 +2,8 @@
 
 Per turn: empty turns, looping turns (one n-gram covering half a long turn, or a side repeating its own
 earlier line), and agent turns not in the scenario's language (py3langid restricted to likely
-languages; turns too short to call pass). Per conversation: near-duplicates of a conversation already
+languages; turns too short to call pass). A conversation spoiled late is trimmed to the good turns before
+the problem when enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
 kept, by Jaccard similarity of word 3-gram shingles.
 """
 
@@ -14,6 +15,7 @@ import unicodedata
 from lorebook.evaluate.behaviour import is_empty, is_loop
 
 DEFAULT_DUPLICATE_THRESHOLD = 0.7
+MIN_AGENT_TURNS = 2  # a trimmed conversation shorter than this teaches too little of the role
 # Languages written in Latin script: a Cyrillic or CJK word in their turns is a small model's stray
 # continuation ("… aquí. Меня зовут"), which the language identifier misses when the rest is Spanish.
 LATIN_SCRIPT = {"es", "en", "fr", "de", "it", "pt", "ca", "nl", "ro", "pl", "sv", "da", "no", "fi", "cs"}
@@ -26,25 +28,43 @@ def foreign_script(text: str, language: str) -> bool:
     return any(ch.isalpha() and not unicodedata.name(ch, "LATIN").startswith("LATIN") for ch in text)
 
 
-def turn_problem(conversation_turns: list[dict], language: str) -> str | None:
-    """The first reason to drop a conversation by its turns: empty_turn, looping_turn, wrong_language."""
+def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True) -> tuple[int, str] | None:
+    """(index, reason) of the first turn that spoils a conversation: empty_turn, looping_turn, wrong_language."""
     from lorebook.redteam.graders import reply_language
 
     seen: dict[str, set[str]] = {"agent": set(), "traveller": set()}
-    if not any(turn["role"] == "agent" for turn in conversation_turns):
-        return "no_agent_turn"
-    for turn in conversation_turns:
+    for index, turn in enumerate(conversation_turns):
         text = turn["text"]
         if is_empty(text):
-            return "empty_turn"
+            return index, "empty_turn"
         normal = " ".join(text.lower().split())
         if is_loop(text) or normal in seen[turn["role"]]:
-            return "looping_turn"
+            return index, "looping_turn"
         seen[turn["role"]].add(normal)
-        if turn["role"] == "agent" and (foreign_script(text, language)
-                                        or reply_language(text) not in ("und", language)):
-            return "wrong_language"
+        if check_language and turn["role"] == "agent" and (foreign_script(text, language)
+                                                           or reply_language(text) not in ("und", language)):
+            return index, "wrong_language"
     return None
+
+
+def turn_problem(conversation_turns: list[dict], language: str, check_language: bool = True) -> str | None:
+    """The first reason to drop a whole conversation by its turns (no_agent_turn or a turn's problem)."""
+    if not any(turn["role"] == "agent" for turn in conversation_turns):
+        return "no_agent_turn"
+    found = first_problem(conversation_turns, language, check_language)
+    return found[1] if found else None
+
+
+def trimmed(conversation_turns: list[dict], index: int, min_agent_turns: int = MIN_AGENT_TURNS) -> list[dict] | None:
+    """The turns before the bad one at `index`, ending on an agent turn, if `min_agent_turns` agent turns remain.
+
+    A small teacher often spoils a good conversation late (a stray Cyrillic tail in turn 7): the turns
+    before it are still good training data, and dropping the whole conversation wasted them (37 of 40 drops
+    in a 64-conversation Gemma 270M run were one such turn)."""
+    kept = list(conversation_turns[:index])
+    while kept and kept[-1]["role"] != "agent":
+        kept.pop()
+    return kept if sum(turn["role"] == "agent" for turn in kept) >= min_agent_turns else None
 
 
 def shingles(turns: list[dict], size: int = 3) -> frozenset:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from lorebook.errors import InputError
 from lorebook.synth.dialogue import Conversation, play, to_chat
-from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, turn_problem
+from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed, turn_problem
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
 from lorebook.synth.teachers import make_teacher
 
@@ -41,6 +41,9 @@ class SynthConfig:
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
         "help": "drop a conversation whose word 3-gram Jaccard similarity to a kept one reaches this (1 = off)"})
     check_language: bool = field(default=True, metadata={"help": "drop conversations with an agent turn in another language"})
+    trim: bool = field(default=True, metadata={
+        "help": "keep the good turns before a bad one (>= 2 agent turns, ending on the agent) instead of dropping "
+                "the whole conversation"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads for a local teacher (0 = idle cores)"})
 
     def validate(self) -> None:
@@ -123,10 +126,12 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
              on_turn=functools.partial(bar.update, len(chunk)))
         keep_records, drop_records = [], []
         for conversation in conversations:
+            reason = turn_problem(conversation.turns, scenario.language, config.check_language)
+            if reason and reason != "no_agent_turn" and config.trim:
+                index, _ = first_problem(conversation.turns, scenario.language, config.check_language)
+                if shorter := trimmed(conversation.turns, index):
+                    conversation.turns, conversation.ended_by, reason = shorter, f"trimmed:{reason}", None
             record = _record(scenario, conversation, config, teacher)
-            reason = turn_problem(conversation.turns, scenario.language)
-            if reason == "wrong_language" and not config.check_language:
-                reason = None
             if reason is None and config.dedup < 1 and duplicates.is_duplicate(conversation.turns):
                 reason = "near_duplicate"
             if reason is None:
@@ -141,10 +146,12 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         generated += len(chunk)
     bar.close()
     elapsed = time.perf_counter() - started
+    ended = Counter(r["metadata"]["ended_by"] for r in kept)
     report = {"kept": len(kept), "dropped": sum(reasons.values()), "drop_reasons": dict(reasons),
+              "trimmed": {k.split(":", 1)[1]: v for k, v in ended.items() if k.startswith("trimmed:")},
               "generated_this_run": generated, "seconds_this_run": round(elapsed, 1),
               "conversations_per_minute": round(60 * generated / elapsed, 2) if generated and elapsed else None,
-              "ended_by": dict(Counter(r["metadata"]["ended_by"] for r in kept)), "output": str(out),
+              "ended_by": dict(ended), "output": str(out),
               "teacher": getattr(teacher, "name", config.teacher)}
     sidecar(out, "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report

@@ -24,6 +24,7 @@ class Encoded:
 
     input_ids: list[int]
     labels: list[int]
+    cut: bool = False  # longer than the cutoff: the tail (later chat turns) was not trained on
 
     @property
     def trainable_tokens(self) -> int:
@@ -42,11 +43,12 @@ def encode(example: Example, tokenizer, cutoff_len: int) -> Encoded | None:
     bos = tokenizer.bos_token_id
     if bos is not None and getattr(tokenizer, "add_bos_token", False) and input_ids and input_ids[0] != bos:
         input_ids, labels = [bos] + input_ids, [IGNORE_INDEX] + labels
+    cut = len(input_ids) > cutoff_len
     input_ids, labels = input_ids[:cutoff_len], labels[:cutoff_len]
     # The first token is never predicted (nothing precedes it), so it cannot carry the loss alone.
     if not any(label != IGNORE_INDEX for label in labels[1:]):
         return None
-    return Encoded(input_ids, labels)
+    return Encoded(input_ids, labels, cut)
 
 
 def encode_all(examples: list[Example], tokenizer, cutoff_len: int) -> tuple[list[Encoded], int]:

@@ -248,6 +248,10 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
     if not encoded:
         raise InputError(f"every example is longer than --cutoff-len {config.cutoff_len} before its answer",
                          "raise --cutoff-len")
+    if cut := sum(item.cut for item in encoded):
+        log.warning("%d of %d examples are longer than --cutoff-len %d tokens and were cut (later chat turns are "
+                    "not trained on); raise --cutoff-len, e.g. 768 for 10-turn conversations",
+                    cut, len(encoded), config.cutoff_len)
 
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised randomly
     layers = layer_count(model)
@@ -336,7 +340,7 @@ def teach(inputs, name: str, config: TeachConfig, *, resume: bool = False, resta
     metrics = {
         "final_loss": round(sum(last_epoch) / max(1, len(last_epoch)), 5),
         "first_loss": curve[0]["loss"] if curve else None,
-        "epochs": config.epochs, "steps": step, "examples": len(encoded), "dropped_by_cutoff": dropped,
+        "epochs": config.epochs, "steps": step, "examples": len(encoded), "dropped_by_cutoff": dropped, "cut_by_cutoff": cut,
         "facts": len(facts), "tokens": tokens_seen, "train_seconds": round(train_seconds, 2),
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
         "trainable_params": sum(p.numel() for p in params), "threads": torch.get_num_threads(),
