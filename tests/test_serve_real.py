@@ -128,7 +128,10 @@ def test_voice_socket_turn_streams_text_audio_and_cues(server, question_wav):
 
 
 def test_voice_socket_barge_in_stops_the_reply(server):
-    """A cancel (the page's stop button, or new speech) ends the spoken reply early and says so."""
+    """A cancel (the page's stop button, or new speech) ends the spoken reply early and says so.
+
+    The cancel goes out at the first streamed text: with the fixture's 40-token replies, waiting for the
+    first audio left a race (the whole reply could be generated and voiced before the cancel arrived)."""
     from websockets.sync.client import connect
 
     with connect(f"{server.replace('http', 'ws')}/api/voice", max_size=None) as ws:
@@ -136,7 +139,7 @@ def test_voice_socket_barge_in_stops_the_reply(server):
         assert json.loads(ws.recv(timeout=60))["type"] == "ready"
         ws.send(json.dumps({"type": "text", "text": "Tell me a long story about a dragon and a knight."}))
         messages = []
-        while not any(m.get("type") == "audio" for m in messages):  # the first sentence is being spoken
+        while not any(m.get("type") == "text" for m in messages):  # the reply is being generated
             item = ws.recv(timeout=60)
             messages.append({} if isinstance(item, bytes) else json.loads(item))
         ws.send(json.dumps({"type": "cancel"}))

@@ -194,9 +194,13 @@ class VoicePipeline:
         interrupted = interrupted or self._cancel.is_set()
         if not interrupted:
             for sentence in splitter.flush():
+                if self._cancel.is_set():
+                    break
                 for event in self._speak(sentence, audio_index, started, timings):
                     audio_index += 1
                     yield event
+        # A cancel that arrives before the turn is over (the last sentences were still being voiced) interrupts it.
+        interrupted = interrupted or self._cancel.is_set()
         reply = "".join(pieces).strip()
         if interrupted and self.session is not None:
             self.session.conversation.add("assistant", (reply + " …").strip())  # keep turns alternating
