@@ -29,9 +29,12 @@ def foreign_script(text: str, language: str) -> bool:
 
 
 def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True) -> tuple[int, str] | None:
-    """(index, reason) of the first turn that spoils a conversation: empty_turn, looping_turn, wrong_language."""
+    """(index, reason) of the first turn that spoils a conversation: empty_turn, looping_turn, wrong_language;
+    (0, no_agent_turn) when the agent never spoke."""
     from lorebook.redteam.graders import reply_language
 
+    if not any(turn["role"] == "agent" for turn in conversation_turns):
+        return 0, "no_agent_turn"
     seen: dict[str, set[str]] = {"agent": set(), "traveller": set()}
     for index, turn in enumerate(conversation_turns):
         text = turn["text"]
@@ -45,14 +48,6 @@ def first_problem(conversation_turns: list[dict], language: str, check_language:
                                                            or reply_language(text) not in ("und", language)):
             return index, "wrong_language"
     return None
-
-
-def turn_problem(conversation_turns: list[dict], language: str, check_language: bool = True) -> str | None:
-    """The first reason to drop a whole conversation by its turns (no_agent_turn or a turn's problem)."""
-    if not any(turn["role"] == "agent" for turn in conversation_turns):
-        return "no_agent_turn"
-    found = first_problem(conversation_turns, language, check_language)
-    return found[1] if found else None
 
 
 def trimmed(conversation_turns: list[dict], index: int, min_agent_turns: int = MIN_AGENT_TURNS) -> list[dict] | None:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from lorebook.errors import InputError
 from lorebook.synth.dialogue import Conversation, play, to_chat
-from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed, turn_problem
+from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
 from lorebook.synth.teachers import make_teacher
 
@@ -126,11 +126,11 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
              on_turn=functools.partial(bar.update, len(chunk)))
         keep_records, drop_records = [], []
         for conversation in conversations:
-            reason = turn_problem(conversation.turns, scenario.language, config.check_language)
-            if reason and reason != "no_agent_turn" and config.trim:
-                index, _ = first_problem(conversation.turns, scenario.language, config.check_language)
-                if shorter := trimmed(conversation.turns, index):
-                    conversation.turns, conversation.ended_by, reason = shorter, f"trimmed:{reason}", None
+            found = first_problem(conversation.turns, scenario.language, config.check_language)
+            reason = found[1] if found else None
+            # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped
+            if found and config.trim and (shorter := trimmed(conversation.turns, found[0])):
+                conversation.turns, conversation.ended_by, reason = shorter, f"trimmed:{reason}", None
             record = _record(scenario, conversation, config, teacher)
             if reason is None and config.dedup < 1 and duplicates.is_duplicate(conversation.turns):
                 reason = "near_duplicate"

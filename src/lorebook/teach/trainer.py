@@ -38,6 +38,7 @@ from lorebook.teach.prefix import PrefixCache, decoder_parts, layer_count, only_
 from lorebook.teach.render import Example, qa_example, render_facts
 
 CHECKPOINT = "checkpoint.pt"
+REPLAY_BATCH = 96  # replay prompts generated together (all 82 shipped ones in one padded batch)
 log = logging.getLogger(__name__)
 
 
@@ -77,9 +78,6 @@ def build_examples(inputs: list[Path], tokenizer, config: TeachConfig) -> tuple[
     if not examples:
         raise InputError("no training examples in the input", "pass a non-empty pack, chat or text file")
     return facts, examples, direct
-
-
-REPLAY_BATCH = 96
 
 
 def replay_examples(model, tokenizer, model_name: str, config: TeachConfig) -> list[Example]:
