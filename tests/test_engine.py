@@ -128,3 +128,30 @@ def test_option_pairs_parse_and_refuse_bad_ones():
         GenerationOptions.parse_pairs(["colour=blue"])
     with pytest.raises(InputError, match="needs a number"):
         GenerationOptions.parse_pairs(["top_k=many"])
+
+
+def test_no_repeat_ngram_counts_the_reply_not_the_prompt():
+    from lorebook.models.sampling import ReplyNgramBlocker, Sampler, repeated_ngram_ends
+
+    assert repeated_ngram_ends([5, 6, 7, 5, 6], 3) == {7} and repeated_ngram_ends([5, 6, 7, 5, 6], 0) == set()
+    sampler = Sampler(GenerationOptions(temperature=0, repetition_penalty=1.0, no_repeat_ngram=3), seen=[5, 6, 7])
+    logits = torch.zeros(10)
+    logits[7] = 5.0
+    assert sampler(logits.clone()) == 7  # "5 6 7" in the prompt does not count
+    for token in (5, 6, 7, 5, 6):
+        sampler.add(token)
+    assert sampler(logits.clone()) != 7  # it would repeat "5 6 7" within the reply
+    prompt_and_reply = torch.tensor([[5, 6, 7, 1, 5, 6]])
+    scores = ReplyNgramBlocker(3, prompt_length=3)(prompt_and_reply, torch.zeros(1, 10))
+    assert not torch.isinf(scores).any()
+    scores = ReplyNgramBlocker(2, prompt_length=0)(prompt_and_reply, torch.zeros(1, 10))
+    assert torch.isinf(scores[0, 7])
+
+
+def test_no_repeat_ngram_breaks_a_greedy_loop_alike_when_streamed_and_batched(engine):
+    options = GenerationOptions(temperature=0, max_tokens=40, repetition_penalty=1.0)
+    loose = engine.chat(MESSAGES, options).text
+    blocked = options.updated(no_repeat_ngram=2)
+    streamed = engine.chat(MESSAGES, blocked).text
+    [batched] = engine.chat_batch([MESSAGES], blocked)
+    assert streamed == batched and streamed != loose

@@ -145,7 +145,7 @@ def test_search_finds_the_exact_vector_among_many_notes(oscars):
 
 def test_onnx_and_torch_embeddings_agree_and_a_corrupt_export_is_redone(tmp_path, monkeypatch):
     """Both backends must give interchangeable vectors, so a notebook built by one is searched by the other."""
-    from lorebook.notebook.embedder import ONNX_FILE, Embedder
+    from lorebook.notebook.embedder import INT8_FILE, ONNX_FILE, Embedder
 
     monkeypatch.setenv("LOREBOOK_MODELS", str(tmp_path))
     (tmp_path / ONNX_FILE).write_bytes(b"not an onnx model")  # an interrupted copy, say
@@ -155,6 +155,11 @@ def test_onnx_and_torch_embeddings_agree_and_a_corrupt_export_is_redone(tmp_path
     texts = ["Brendan Fraser won Best Actor.", "Who won best actor in 2023?", "x", "A much longer note " * 40]
     agreement = (onnx.embed(texts) * torch.embed(texts)).sum(axis=1)
     assert agreement.min() > 0.9999, agreement
+    (tmp_path / INT8_FILE).write_bytes(b"half a model")
+    int8 = Embedder(precision="int8")
+    assert int8.backend == "onnx-int8"
+    assert 10_000_000 < (tmp_path / INT8_FILE).stat().st_size < 0.7 * (tmp_path / ONNX_FILE).stat().st_size
+    assert 0.97 < (int8.embed(texts) * onnx.embed(texts)).sum(axis=1).min() < 0.9999
     assert not list(tmp_path.glob("*.partial-*"))
 
 
@@ -171,3 +176,37 @@ def test_search_sees_notes_written_through_another_connection_and_removals():
     ferry = first.search(["When does the ferry leave?"], 1)[0][0]
     first.remove(ferry.id)
     assert all(h.text.startswith("The lighthouse") for h in first.search(["When does the ferry leave?"], 2)[0])
+
+
+def test_an_int8_notebook_embeds_notes_and_queries_in_int8_and_still_finds_paraphrases():
+    facts = load_pack(PACK)
+    fast = Notebook.create("fast", precision="int8")
+    assert Notebook.open("fast").precision == "int8" and fast.embedder.backend == "onnx-int8"
+    fast.add([f.fact for f in facts], questions=[f.question for f in facts], answers=[f.answer for f in facts])
+    exact = Notebook.create("exact")
+    exact.add([f.fact for f in facts], questions=[f.question for f in facts], answers=[f.answer for f in facts])
+    [[(fast_id, fast_score)]] = fast.search_vectors(fast.embedder.embed([facts[0].question]), 1)
+    [[(exact_id, exact_score)]] = exact.search_vectors(exact.embedder.embed([facts[0].question]), 1)
+    assert fast.db.execute("SELECT text FROM notes WHERE id = ?", (fast_id,)).fetchone()[0] == facts[0].fact
+    assert fast_score != exact_score and abs(fast_score - exact_score) < 0.05  # close, not the same vectors
+    assert exact_id != fast_id  # two notebooks, two copies of the note
+    retriever = Retriever(fast)
+    paraphrases = [(f, p) for f in facts for p in f.paraphrases]
+    found = fast.search([p for _, p in paraphrases], retriever.candidates())
+    right = [retriever.select(hits, p)[0].text == f.fact for (f, p), hits in zip(paraphrases, found)]
+    assert sum(right) >= 66, sum(right)
+    with pytest.raises(InputError, match="unknown embedding precision 'int4'"):
+        Notebook.create("odd", precision="int4")
+
+
+def test_cli_precision_is_chosen_at_creation_and_kept(tmp_path):
+    runner = CliRunner()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The lighthouse keeper is named Ada.\nThe ferry to Skarn leaves at dawn.\n")
+    assert runner.invoke(app, ["notebook", "import", "fast", str(notes), "--precision", "int8"]).exit_code == 0
+    rows = json.loads(runner.invoke(app, ["notebook", "list", "--json"]).output)
+    assert [(r["name"], r["precision"], r["notes"]) for r in rows] == [("fast", "int8", 2)]
+    result = runner.invoke(app, ["notebook", "import", "fast", str(notes), "--precision", "float32"])
+    assert result.exit_code == 1 and "embeds in int8, not float32" in result.output
+    out = runner.invoke(app, ["notebook", "search", "fast", "When does the ferry leave?"]).output
+    assert "ferry to Skarn" in out.splitlines()[0]

@@ -138,7 +138,9 @@ def test_same_public_methods_as_the_sqlite_notebook():
                 inspect.signature(getattr(Notebook, name)).parameters
             ) or name in ("create", "open", "all"), name
     for name in ("create", "open", "all"):  # a SQLite connection there, a URL here
-        assert list(inspect.signature(getattr(PgNotebook, name)).parameters)[-1] == "url"
+        sqlite = list(inspect.signature(getattr(Notebook, name)).parameters)
+        assert list(inspect.signature(getattr(PgNotebook, name)).parameters) == [
+            "url" if p == "db" else p for p in sqlite], name
 
 
 def test_two_machines_share_one_notebook(pg_url, monkeypatch):
@@ -198,6 +200,21 @@ def test_sqlite_and_postgres_agree_on_the_top_hit(pg_url):
     for a, b in zip(sqlite.search(queries, 3), pg.search(queries, 3)):
         assert [h.text for h in a] == [h.text for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+
+
+def test_an_int8_notebook_keeps_its_precision_and_old_tables_get_the_column(pg_url):
+    sqlite = _oscars(Notebook.create("fast", precision="int8"))
+    pg = _oscars(PgNotebook.create("fast", pg_url, precision="int8"))
+    assert PgNotebook.open("fast", pg_url).precision == "int8" and PgNotebook.all(pg_url)[0]["precision"] == "int8"
+    queries = [p for f in load_pack(PACK) for p in f.paraphrases]
+    for a, b in zip(sqlite.search(queries, 1), pg.search(queries, 1)):  # both embed the queries in int8
+        assert a[0].text == b[0].text and a[0].score == pytest.approx(b[0].score, abs=1e-5)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as db:  # a notebook table from before precisions existed
+        db.execute(sa.text("ALTER TABLE notebooks DROP COLUMN embedding_precision"))
+    engine.dispose()
+    engine_for.cache_clear()
+    assert PgNotebook.open("fast", pg_url).precision == "float32"
 
 
 def test_scope_calibration_and_retriever_on_postgres(pg_url, monkeypatch):

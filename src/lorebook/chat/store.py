@@ -136,6 +136,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE notes ADD COLUMN question TEXT;
     ALTER TABLE notes ADD COLUMN answer TEXT;
     """,
+    # 7: a notebook's embedding precision (float32, or int8 for fast imports), fixed at creation
+    """
+    ALTER TABLE notebooks ADD COLUMN embedding_precision TEXT NOT NULL DEFAULT 'float32';
+    """,
 ]
 
 

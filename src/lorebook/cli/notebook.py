@@ -13,6 +13,8 @@ from lorebook.cli.common import console, friendly_errors
 notebook_app = typer.Typer(help="Retrieval notebooks: facts a model looks up instead of learning.",
                            no_args_is_help=True)
 STORE_VARIABLE = "LOREBOOK_NOTEBOOK_URL"  # lorebook.notebook.store reads it; not imported here to keep --help fast
+PRECISION_HELP = ("embedding precision, fixed for the notebook: float32 (best retrieval) or int8 "
+                  "(~1.5x faster import and search; use it for tens of thousands of notes)")
 
 
 @notebook_app.callback()
@@ -48,11 +50,12 @@ def _open(name: str):
 
 @notebook_app.command("create")
 @friendly_errors
-def create(name: str = typer.Argument(..., help="notebook name")) -> None:
+def create(name: str = typer.Argument(..., help="notebook name"),
+           precision: str = typer.Option("float32", help=PRECISION_HELP)) -> None:
     """Create an empty notebook."""
     from lorebook.notebook.store import Notebook
 
-    Notebook.create(name)
+    Notebook.create(name, precision=precision)
     console.print(f"notebook [bold]{name}[/] created; add facts with `lorebook notebook add {name} \"…\"`")
 
 
@@ -72,6 +75,7 @@ def import_(
     source: Path = typer.Argument(..., help="knowledge pack (.jsonl) or text file (one note a line)"),
     calibrate_scope: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                          help="set the scope threshold from the pack's questions"),
+    precision: str = typer.Option(None, help=PRECISION_HELP + " (when the import creates the notebook)"),
 ) -> None:
     """Import a knowledge pack's facts (or a text file's lines); rerunning skips what is already there."""
     from lorebook.errors import InputError
@@ -82,7 +86,11 @@ def import_(
     try:
         notebook = Notebook.open(name)
     except InputError:
-        notebook = Notebook.create(name)
+        notebook = Notebook.create(name, precision=precision or "float32")
+    else:
+        if precision and precision != notebook.precision:
+            raise InputError(f"notebook {name!r} embeds in {notebook.precision}, not {precision}",
+                             f"drop --precision, or import into a new notebook (`lorebook notebook rm {name} --all`)")
     facts = None
     if source.suffix == ".jsonl":
         from lorebook.teach.pack import load_pack
@@ -139,7 +147,8 @@ def list_(name: str = typer.Argument(None, help="a notebook to list the notes of
     else:
         for row in rows:
             threshold = f"{row['threshold']:.3f}" if row["threshold"] is not None else "default"
-            console.print(f"{row['name']:24} {row['notes']:>7} notes   scope threshold {threshold}")
+            console.print(f"{row['name']:24} {row['notes']:>7} notes   scope threshold {threshold}   "
+                          f"{row['precision']}")
 
 
 @notebook_app.command("search")

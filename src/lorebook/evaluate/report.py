@@ -49,7 +49,14 @@ def fmt_metric(name: str, metric: dict) -> str:
 def describe(run: dict) -> str:
     adapters = ", ".join(run["adapters"]) or "none"
     persona = f", persona {run['persona']}" if run["persona"] else ""
-    return f"run {run['id']}: {Path(run['model']).name} + adapters: {adapters}{persona} on {run['pack']}"
+    notebook = f", notebook {run['notebook']}" if run.get("notebook") else ""
+    return f"run {run['id']}: {Path(run['model']).name} + adapters: {adapters}{persona}{notebook} on {run['pack']}"
+
+
+def run_label(run: dict) -> str:
+    """`run N (what it adds to the base model)`: its adapters and notebook, or `base`."""
+    parts = list(run["adapters"]) + ([f"notebook {run['notebook']}"] if run.get("notebook") else [])
+    return f"run {run['id']} ({', '.join(parts) or 'base'})"
 
 
 def metrics_table(runs: list[dict]) -> str:
@@ -57,7 +64,7 @@ def metrics_table(runs: list[dict]) -> str:
     names: list[str] = []
     for run in runs:
         names += [n for n in ordered(run["metrics"] or {}) if n not in names]
-    head = "| metric | " + " | ".join(f"run {r['id']} ({', '.join(r['adapters']) or 'base'})" for r in runs) + " |"
+    head = "| metric | " + " | ".join(run_label(r) for r in runs) + " |"
     lines = [head, "|---|" + "---|" * len(runs)]
     for name in names:
         cells = [fmt_metric(name, r["metrics"][name]) if name in (r["metrics"] or {}) else "" for r in runs]
@@ -124,7 +131,7 @@ def plot_metrics(runs: list[dict], path: Path) -> Path:
             values.append(100 * metric["value"])
             errors[0].append(max(0.0, 100 * (metric["value"] - lo)) if lo is not None else 0)
             errors[1].append(max(0.0, 100 * (hi - metric["value"])) if hi is not None else 0)
-        ax.bar(xs, values, width, yerr=errors, capsize=3, label=f"run {run['id']} ({', '.join(run['adapters']) or 'base'})")
+        ax.bar(xs, values, width, yerr=errors, capsize=3, label=run_label(run))
     ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(names))])
     ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
     ax.set_ylabel("% (95% CI)")

@@ -25,6 +25,7 @@ class GenerationOptions:
     top_k: int = field(default=40, metadata={"help": "sample only among the k likeliest tokens (0 = off)"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling: smallest token set with this total probability"})
     repetition_penalty: float = field(default=1.1, metadata={"help": "divide logits of tokens already seen (1.0 = off)"})
+    no_repeat_ngram: int = field(default=0, metadata={"help": "never repeat a run of this many tokens within one reply (0 = off; the prompt is not counted)"})
     max_tokens: int = field(default=256, metadata={"help": "stop after this many new tokens"})
     stop: list[str] = field(default_factory=list, metadata={"help": "stop when one of these strings appears (comma-separated)"})
     seed: int | None = field(default=None, metadata={"help": "random seed for reproducible sampling"})

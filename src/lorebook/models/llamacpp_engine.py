@@ -14,6 +14,20 @@ from lorebook.errors import AdapterError, ModelError
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message
 from lorebook.models.loader import load_tokenizer, validate_gguf
 from lorebook.models.registry import ModelSpec, gguf_path
+from lorebook.models.sampling import repeated_ngram_ends
+
+
+def reply_ngram_block(n: int, prompt_length: int) -> list | None:
+    """`no_repeat_ngram` as llama-cpp-python logits processors (it hands them every token so far)."""
+    if n < 2:
+        return None
+
+    def block(input_ids, scores):
+        if banned := repeated_ngram_ends(list(input_ids[prompt_length:]), n):
+            scores[list(banned)] = -float("inf")
+        return scores
+
+    return [block]
 
 
 class LlamaCppEngine(Engine):
@@ -72,6 +86,7 @@ class LlamaCppEngine(Engine):
             tokens, max_tokens=options.max_tokens, temperature=options.temperature, top_k=options.top_k,
             top_p=options.top_p, repeat_penalty=options.repetition_penalty, stop=stops, stream=True,
             seed=options.seed if options.seed is not None else -1,
+            logits_processor=reply_ngram_block(options.no_repeat_ngram, len(tokens)),
         ):
             choice = chunk["choices"][0]
             if choice["text"]:

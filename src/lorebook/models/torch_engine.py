@@ -20,7 +20,7 @@ from lorebook.models import fast_llama
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message, cut_at_stop, held_back
 from lorebook.models.loader import attach_adapters, load_model
 from lorebook.models.registry import ModelSpec
-from lorebook.models.sampling import Sampler
+from lorebook.models.sampling import ReplyNgramBlocker, Sampler
 
 # A short, varied conversation whose activations calibrate int8 smoothing (fast_llama.smooth).
 CALIBRATION_CHAT = [
@@ -202,6 +202,11 @@ class TorchEngine(Engine):
                 torch.manual_seed(options.seed)
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
+        if options.no_repeat_ngram > 1:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [ReplyNgramBlocker(options.no_repeat_ngram, batch["input_ids"].shape[1])])
         with torch.inference_mode():
             out = self.model.generate(**batch, **kwargs)
         replies = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

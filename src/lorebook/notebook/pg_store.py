@@ -30,7 +30,15 @@ from tqdm import tqdm
 
 from lorebook.errors import InputError
 from lorebook.notebook.embedder import DIMENSIONS, get_embedder
-from lorebook.notebook.store import NAME_PATTERN, STORE_VARIABLE, Hit, check_note, embed_notes, notebook_url
+from lorebook.notebook.store import (
+    NAME_PATTERN,
+    STORE_VARIABLE,
+    Hit,
+    check_note,
+    check_precision,
+    embed_notes,
+    notebook_url,
+)
 
 try:
     import sqlalchemy as sa
@@ -55,6 +63,7 @@ notebooks = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("threshold", sa.Double),
     sa.Column("calibration", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("embedding_precision", sa.Text, nullable=False, server_default="float32"),
 )
 notes = sa.Table(
     "notes", metadata,
@@ -110,6 +119,9 @@ def engine_for(url: str) -> sa.Engine:
                 db.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
                 step = "cannot create the notebook tables in"
                 metadata.create_all(db)
+                # Tables made by a lorebook before notebooks had a precision (create_all adds no columns).
+                db.execute(sa.text("ALTER TABLE notebooks ADD COLUMN IF NOT EXISTS embedding_precision TEXT "
+                                   "NOT NULL DEFAULT 'float32'"))
         except sa.exc.DBAPIError as exc:
             engine.dispose()
             fix = ("install pgvector on the server and run `CREATE EXTENSION vector;` in that database as a "
@@ -125,17 +137,25 @@ class PgNotebook:
     def __init__(self, engine: sa.Engine, row: sa.Row):
         self.engine = engine
         self.id, self.name, self.threshold = row.id, row.name, row.threshold
+        self.precision = row.embedding_precision
         self._index = f"notes_hnsw_{int(self.id)}"
 
+    @property
+    def embedder(self):
+        """The embedder of this notebook's precision (notes and queries alike)."""
+        return get_embedder(self.precision)
+
     @classmethod
-    def create(cls, name: str, url: str | None = None) -> PgNotebook:
+    def create(cls, name: str, url: str | None = None, precision: str = "float32") -> PgNotebook:
         """Create an empty notebook; `url` defaults to $LOREBOOK_NOTEBOOK_URL."""
         if not NAME_PATTERN.match(name):
             raise InputError(f"bad notebook name {name!r}", "use letters, digits, '.', '_' or '-', up to 64")
+        check_precision(precision)
         engine = engine_for(url or notebook_url())
         try:
             with engine.begin() as db:
-                db.execute(notebooks.insert().values(name=name, created_at=time.time()))
+                db.execute(notebooks.insert().values(name=name, created_at=time.time(),
+                                                     embedding_precision=precision))
         except sa.exc.IntegrityError:
             raise InputError(f"notebook {name!r} already exists", f"add to it, or `lorebook notebook rm {name}`") from None
         return cls.open(name, url)
@@ -155,7 +175,7 @@ class PgNotebook:
     def all(url: str | None = None) -> list[dict]:
         """Every notebook with its threshold, creation time and note count, by name."""
         query = (sa.select(notebooks.c.name, notebooks.c.threshold, notebooks.c.created_at,
-                           sa.func.count(notes.c.id).label("notes"))
+                           notebooks.c.embedding_precision.label("precision"), sa.func.count(notes.c.id).label("notes"))
                  .select_from(notebooks.outerjoin(notes)).group_by(notebooks.c.id)
                  .order_by(notebooks.c.name.collate("C")))  # byte order, as SQLite sorts, whatever the locale
         with engine_for(url or notebook_url()).connect() as db:
@@ -191,7 +211,7 @@ class PgNotebook:
         bar = tqdm(total=len(fresh), desc=f"notebook {self.name}", unit="note", disable=not progress)
         for start in range(0, len(fresh), batch_size):
             chunk = fresh[start : start + batch_size]
-            vectors = embed_notes(get_embedder(), chunk, [asked.get(t, (None,))[0] for t in chunk])
+            vectors = embed_notes(self.embedder, chunk, [asked.get(t, (None,))[0] for t in chunk])
             now = time.time()
             rows = [{"notebook_id": self.id, "text": t, "source": source, "embedding": v, "created_at": now,
                      "question": asked.get(t, (None, None))[0], "answer": asked.get(t, (None, None))[1]}
@@ -286,5 +306,5 @@ class PgNotebook:
 
     def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
         """Top-k notes for each query text."""
-        found = self._nearest(get_embedder().embed(queries), k)
+        found = self._nearest(self.embedder.embed(queries), k)
         return [[Hit(*hit) for hit in hits] for hits in found]

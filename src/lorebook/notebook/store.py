@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from lorebook.chat.store import connect
 from lorebook.errors import InputError
-from lorebook.notebook.embedder import DIMENSIONS, get_embedder
+from lorebook.notebook.embedder import DIMENSIONS, PRECISIONS, get_embedder
 
 MAX_NOTE_CHARS = 2000  # a note is a fact or two; longer text is a document to split, not a note
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -69,6 +69,13 @@ def check_note(text: str, where: str = "note") -> str:
     return text
 
 
+def check_precision(precision: str) -> str:
+    """The precision, or a one-line error naming the choices."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown embedding precision {precision!r}", "use one of: " + ", ".join(PRECISIONS))
+    return precision
+
+
 def notebook_url() -> str:
     """Where notebooks live: $LOREBOOK_NOTEBOOK_URL, a SQLAlchemy URL; empty or sqlite:// means this module."""
     return os.environ.get(STORE_VARIABLE, "").strip()
@@ -106,17 +113,25 @@ class Notebook:
         self.db = db
         self.id, self.name = row["id"], row["name"]
         self.threshold = row["threshold"]
+        self.precision = row["embedding_precision"]
+
+    @property
+    def embedder(self):
+        """The embedder of this notebook's precision: its notes and its queries are embedded alike."""
+        return get_embedder(self.precision)
 
     @classmethod
-    def create(cls, name: str, db: sqlite3.Connection | None = None) -> Notebook:
+    def create(cls, name: str, db: sqlite3.Connection | None = None, precision: str = "float32") -> Notebook:
         if not NAME_PATTERN.match(name):
             raise InputError(f"bad notebook name {name!r}", "use letters, digits, '.', '_' or '-', up to 64")
+        check_precision(precision)
         if db is None and (server := _server()):
-            return server.create(name)
+            return server.create(name, precision=precision)
         db = db or connect()
         try:
             with db:
-                db.execute("INSERT INTO notebooks (name, created_at) VALUES (?, ?)", (name, time.time()))
+                db.execute("INSERT INTO notebooks (name, created_at, embedding_precision) VALUES (?, ?, ?)",
+                           (name, time.time(), precision))
         except sqlite3.IntegrityError:
             raise InputError(f"notebook {name!r} already exists", f"add to it, or `lorebook notebook rm {name}`") from None
         return cls.open(name, db)
@@ -138,7 +153,8 @@ class Notebook:
             return server.all()
         db = db or connect()
         rows = db.execute(
-            "SELECT n.name, n.threshold, n.created_at, COUNT(t.id) AS notes FROM notebooks n "
+            "SELECT n.name, n.threshold, n.created_at, n.embedding_precision AS precision, COUNT(t.id) AS notes "
+            "FROM notebooks n "
             "LEFT JOIN notes t ON t.notebook_id = n.id GROUP BY n.id ORDER BY n.name"
         ).fetchall()
         return [dict(row) for row in rows]
@@ -170,7 +186,7 @@ class Notebook:
                 self.db.executemany(
                     "UPDATE notes SET question = ?, answer = ? WHERE notebook_id = ? AND text = ? AND question IS NULL",
                     [(*asked[t], self.id, t) for t in dict.fromkeys(texts) if t in known and t in asked])
-        embedder = get_embedder()
+        embedder = self.embedder
         bar = tqdm(total=len(fresh), desc=f"notebook {self.name}", unit="note", disable=not progress)
         for start in range(0, len(fresh), batch_size):
             chunk = fresh[start : start + batch_size]
@@ -241,7 +257,7 @@ class Notebook:
 
     def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
         """Top-k notes for each query text."""
-        found = self.search_vectors(get_embedder().embed(queries), k)
+        found = self.search_vectors(self.embedder.embed(queries), k)
         wanted = {note_id for hits in found for note_id, _ in hits}
         rows = {}
         if wanted:
