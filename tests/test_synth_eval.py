@@ -107,3 +107,50 @@ def test_run_compares_untuned_and_tuned(tmp_path):
     assert base["metrics"]["in_character"]["value"] == 0 and tuned["metrics"]["in_character"]["value"] == 1
     assert tuned["metrics"]["chrf"]["value"] > base["metrics"]["chrf"]["value"]
     assert len(tuned["conversations"]) == 2 and len(tuned["conversations"][0]) == 1 + 2 * 3
+
+
+class RoleJudgeEngine:
+    """A judge that says yes when the reply it is shown asks for the passport, no otherwise."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def chat_batch(self, conversations, options=None):
+        self.prompts += [c[-1]["content"] for c in conversations]
+        return ["yes" if "pasaporte" in c[-1]["content"].partition("replied:")[2] else "No." for c in conversations]
+
+
+def test_a_role_judge_scores_every_agent_turn_and_reports_agreement():
+    from lorebook import paths
+    from lorebook.evaluate.judge import Judge
+
+    persona = paths.subdir("personas") / "officer-judged.yaml"
+    persona.write_text("name: officer-judged\nmodel: smollm2-135m\nadapters: [customs-es]\nlanguage: es\n"
+                       "system: Eres agente de aduanas.\n", encoding="utf-8")
+    engines = {(): EchoEngine({}, "Me gustaría ver al perro que tiene hambre."),  # in character by the rules
+               ("customs-es",): EchoEngine({}, "Buenos días, su pasaporte, por favor.")}
+    judge_engine = RoleJudgeEngine()
+    result = run_persona_eval(
+        PersonaEvalConfig(persona="officer-judged", scenario=str(EXAMPLE), turns=3, conversations=2),
+        progress=False, engine_loader=lambda subject: engines[tuple(subject.adapters)],
+        judge=Judge("fake-judge", engine=judge_engine))
+    base, tuned = (row["metrics"] for row in result["rows"])
+    assert base["in_character"]["value"] == 1 and base["acts_the_role"]["value"] == 0  # what rules cannot see
+    assert tuned["acts_the_role"] == {**tuned["acts_the_role"], "value": 1.0, "n": 6, "judge": "fake-judge"}
+    assert base["judge_agreement"]["value"] == 0 and tuned["judge_agreement"]["value"] == 1
+    scenario = load_scenario(EXAMPLE)
+    labelled = len(scenario.judge_check["in_role"]) + len(scenario.judge_check["out_of_role"])
+    assert len(judge_engine.prompts) == 12 + labelled  # every agent turn, then the labelled check
+    first = judge_engine.prompts[0]
+    assert "Eres Marta García" in first and f'said: "{scenario.script[0][0]}"' in first
+    check = result["judge_check"]  # the fake judge only knows replies that ask for the passport (2 of 10)
+    assert check["n"] == labelled and check["value"] == 0.6 and 0 < check["kappa"] < 0.3
+
+
+def test_judge_check_in_a_scenario_is_validated(tmp_path):
+    from lorebook.errors import InputError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text(encoding="utf-8").replace("    in_role:\n", "    in_rol:\n", 1), encoding="utf-8")
+    with pytest.raises(InputError, match="eval.judge_check: must be a mapping with in_role and out_of_role"):
+        load_scenario(bad)

@@ -79,6 +79,17 @@ def persona_table(result: dict):
         table.add_row("chrF vs held-out [95% CI]", *[_interval(row["metrics"]["chrf"], False) for row in result["rows"]])
         table.add_row("perplexity held-out [95% CI]",
                       *[_interval(row["metrics"]["perplexity"], False) for row in result["rows"]])
+    if "acts_the_role" in first:
+        table.add_row(f"acts the role (judge {first['acts_the_role']['judge']}) [95% CI]",
+                      *[_interval(row["metrics"]["acts_the_role"]) for row in result["rows"]])
+        table.add_row("judge agrees with the rule check (kappa)", *[
+            f"{row['metrics']['judge_agreement']['value']:.0%} (κ {row['metrics']['judge_agreement']['kappa']:.2f})"
+            if row["metrics"]["judge_agreement"]["value"] is not None else "no verdicts" for row in result["rows"]])
+    if check := result.get("judge_check"):
+        verdict = (f"{check['value']:.0%} right, κ {check['kappa']:.2f}" if check["value"] is not None
+                   else "no verdicts")
+        table.add_row(f"judge on the scenario's {check['n'] + check['no_verdict']} labelled turns",
+                      *[verdict for _ in result["rows"]])
     table.add_row(f"in {result['language']} by turn", *[
         " ".join(f"{100 * v:.0f}" for v in row["metrics"]["language_by_turn"]) for row in result["rows"]])
     return table
@@ -95,16 +106,18 @@ def persona_eval_command(
     turns: int = typer.Option(10, "--turns", help=EVAL_HELP["turns"]),
     max_tokens: int = typer.Option(48, "--max-tokens", help=EVAL_HELP["max_tokens"]),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help=EVAL_HELP["baseline"]),
+    judge: str = typer.Option(None, "--judge", help=EVAL_HELP["judge"]),
     out: Path = typer.Option(None, "--out", "-o", help="also save the result (metrics and every conversation) as JSON"),
     examples: int = typer.Option(1, "--examples", help="conversations to print per subject"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Simulated conversations against the scenario's scripted travellers: language, character, chrF, perplexity."""
+    """Simulated conversations against the scenario's scripted travellers: language, character, chrF, perplexity
+    (and, with --judge, whether an LLM judge finds each reply in role)."""
     from lorebook.synth.persona_eval import run_persona_eval
 
     config = PersonaEvalConfig(persona=persona, scenario=str(scenario), adapters=list(adapter), model=model,
                                references=str(references) if references else None, conversations=conversations,
-                               turns=turns, max_tokens=max_tokens, baseline=baseline)
+                               turns=turns, max_tokens=max_tokens, baseline=baseline, judge=judge)
     result = run_persona_eval(config, progress=not as_json)
     if out:
         out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -58,7 +58,11 @@ class Judge:
             self.engine = load_engine(target, threads=idle_cores())
 
     def grade(self, items: list[tuple[str, str, list[str], str]]) -> list[bool | None]:
-        conversations = [judge_messages(*item) for item in items]
+        """Verdicts on quiz items (question, expected, aliases, reply)."""
+        return self.ask([judge_messages(*item) for item in items])
+
+    def ask(self, conversations: list[list[dict]]) -> list[bool | None]:
+        """The judge's yes/no verdict on each conversation (None: neither), greedy, in batches."""
         options = GenerationOptions(temperature=0, max_tokens=4, repetition_penalty=1.0)
         replies: list[str] = []
         for start in range(0, len(conversations), self.batch_size):

@@ -8,6 +8,12 @@ or role break, not empty or looping, not speaking as the traveller). With held-o
 conversations (e.g. the tail of a `lorebook synth` file the adapter was not trained on): chrF of
 the persona's reply against the reference reply given the reference history (sacrebleu), and the
 perplexity of the reference agent turns. The same persona without its adapters is the baseline.
+
+The rule-based in-character check only sees explicit breaks; fluent nonsense passes it. `--judge MODEL|URL`
+adds what rules cannot see: an LLM judge is shown the agent's role, the traveller's line and the reply,
+and asked whether the reply is what that agent would say there. Its share comes with its agreement with
+the rule check (Cohen's kappa), and it is only as good as the judge: a bundled 135M/270M model is no
+judge of role-play; point it at a strong model behind an OpenAI-compatible URL.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ from lorebook.synth.dialogue import LABEL
 from lorebook.synth.scenario import load_scenario
 
 TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
+ROLE_PROMPT = (
+    "You are grading a role-play. The agent plays this role:\n{role}\n\n"
+    "The other person said: \"{line}\"\nThe agent replied: \"{reply}\"\n\n"
+    "Is the reply what this agent would say here: in role, on topic, and a sensible answer to what was "
+    "said? Answer with one word: yes or no."
+)
 
 
 @dataclass
@@ -41,6 +53,7 @@ class PersonaEvalConfig:
     turns: int = field(default=10, metadata={"help": "agent turns per simulated conversation"})
     max_tokens: int = field(default=48, metadata={"help": "reply budget per agent turn (tokens)"})
     baseline: bool = field(default=True, metadata={"help": "also evaluate the persona without adapters"})
+    judge: str | None = field(default=None, metadata={"help": "LLM judge of the role: a model name/path or an OpenAI-compatible URL (URL#model)"})
 
 
 @dataclass
@@ -177,14 +190,51 @@ def score_conversations(chats: list[list[dict]], language: str) -> dict:
             "language_by_turn": [p["value"] for p in per_turn]}
 
 
+def role_messages(role: str, chats: list[list[dict]]) -> list[list[dict]]:
+    """One judge prompt per agent turn: the role, the traveller's line before it, the reply."""
+    prompts = []
+    for chat in chats:
+        for before, message in zip(chat, chat[1:]):
+            if message["role"] == "assistant":
+                text = ROLE_PROMPT.format(role=role.strip(), line=before["content"].strip()[:400],
+                                          reply=message["content"].strip()[:600] or "(empty)")
+                prompts.append([{"role": "user", "content": text}])
+    return prompts
+
+
+def check_judge(judge, role: str, labelled: dict[str, list[tuple[str, str]]]) -> dict:
+    """The judge on the scenario's hand-labelled turns (eval.judge_check): its accuracy and kappa against
+    the labels. A judge that says no (or yes) to everything scores kappa 0 here, whatever it says later."""
+    from lorebook.evaluate.judge import agreement
+
+    pairs = [(line, reply, True) for line, reply in labelled.get("in_role", [])]
+    pairs += [(line, reply, False) for line, reply in labelled.get("out_of_role", [])]
+    chats = [[{"role": "user", "content": line}, {"role": "assistant", "content": reply}] for line, reply, _ in pairs]
+    return agreement([label for _, _, label in pairs], judge.ask(role_messages(role, chats)))
+
+
+def judge_roles(judge, role: str, rows: list[dict]) -> None:
+    """Add the judge's `acts_the_role` share and its agreement with the rule check to each row's metrics."""
+    from lorebook.evaluate.judge import agreement
+
+    for row in rows:
+        verdicts = judge.ask(role_messages(role, row["conversations"]))
+        rules = [in_character(m["content"]) for chat in row["conversations"] for m in chat if m["role"] == "assistant"]
+        shown = share([v for v in verdicts if v is not None])
+        row["metrics"]["acts_the_role"] = {**shown, "judge": judge.name, "no_verdict": verdicts.count(None)}
+        row["metrics"]["judge_agreement"] = agreement(rules, verdicts)
+
+
 def load_references(path) -> list[list[dict]]:
     from lorebook.teach.inputs import load_chats
 
     return load_chats(Path(path))
 
 
-def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_loader=None) -> dict:
-    """Evaluate each subject (baseline first); returns {scenario, rows: [{label, metrics, samples}]}."""
+def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_loader=None, judge=None) -> dict:
+    """Evaluate each subject (baseline first); returns {scenario, rows: [{label, metrics, conversations}]}.
+
+    `judge`: an evaluate.judge.Judge to use instead of loading `config.judge` (tests pass a fake one)."""
     scenario = load_scenario(config.scenario)
     if config.turns < 1 or config.max_tokens < 1 or config.conversations < 0:
         raise InputError("--turns and --max-tokens must be positive", "e.g. --turns 10 --max-tokens 48")
@@ -202,8 +252,16 @@ def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_lo
         rows.append({"label": subject.label, "model": subject.model, "adapters": subject.adapters,
                      "metrics": metrics, "conversations": chats})
         del engine
-    return {"scenario": scenario.name, "language": scenario.language, "persona": config.persona,
-            "turns": config.turns, "references": config.references, "rows": rows}
+    result = {"scenario": scenario.name, "language": scenario.language, "persona": config.persona,
+              "turns": config.turns, "references": config.references, "rows": rows}
+    if judge is not None or config.judge:  # loaded after the subjects: one model in memory at a time
+        from lorebook.evaluate.judge import Judge
+
+        judge = judge or Judge(config.judge)
+        judge_roles(judge, scenario.agent.system, rows)
+        if scenario.judge_check:
+            result["judge_check"] = check_judge(judge, scenario.agent.system, scenario.judge_check)
+    return result
 
 
 def _load_engine(subject: Subject):

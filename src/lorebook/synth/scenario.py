@@ -16,6 +16,7 @@
     attributes: {nationality: [...], purpose: [...], …}   # one value sampled per conversation
     sampling: {temperature: [0.6, 0.9], top_p: [0.85, 0.95]}
     eval: {script: [[line, …], …]}     # scripted traveller lines for `lorebook eval --scenario`
+    # eval.judge_check: {in_role: [[line, reply], …], out_of_role: […]}: labelled turns a --judge must get right
 
 Every problem is a one-line InputError naming the key and the fix.
 """
@@ -61,6 +62,7 @@ class Scenario:
     script: list[list[str]] = field(default_factory=list)
     description: str = ""
     source: str = ""
+    judge_check: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # in_role / out_of_role pairs
 
 
 def _fail(path, key: str, problem: str, fix: str) -> InputError:
@@ -152,7 +154,23 @@ def load_scenario(path) -> Scenario:
         raise _fail(path, "eval.script", "must be a list of scripts (lists of traveller lines)",
                     "e.g. script: [[Buenos días., Vengo de vacaciones.]]")
     return Scenario(str(data.get("name") or path.stem), language, opening, agent, traveller, attributes,
-                    sampling, script, str(data.get("description") or ""), str(path))
+                    sampling, script, str(data.get("description") or ""), str(path), _judge_check(path, data))
+
+
+def _judge_check(path, data: dict) -> dict[str, list[tuple[str, str]]]:
+    """eval.judge_check: hand-labelled (traveller line, agent reply) pairs, in role and out of role."""
+    raw = (data.get("eval") or {}).get("judge_check") or {}
+    if not isinstance(raw, dict) or set(raw) - {"in_role", "out_of_role"}:
+        raise _fail(path, "eval.judge_check", "must be a mapping with in_role and out_of_role",
+                    "e.g. judge_check: {in_role: [[Buenos días., Su pasaporte, por favor.]], out_of_role: […]}")
+    checked = {}
+    for label, pairs in raw.items():
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in pairs):
+            raise _fail(path, f"eval.judge_check.{label}", "must be a list of [traveller line, agent reply] pairs",
+                        "e.g. [[Buenos días., Su pasaporte, por favor.]]")
+        checked[label] = [(line, reply) for line, reply in pairs]
+    return checked
 
 
 def sample_attributes(scenario: Scenario, seed: int, index: int) -> dict[str, str]:
