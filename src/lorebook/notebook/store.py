@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from lorebook.chat.store import connect
 from lorebook.errors import InputError
-from lorebook.notebook.embedder import DIMENSIONS, PRECISIONS, get_embedder
+from lorebook.notebook.embedder import DIMENSIONS, check_precision, get_embedder
 
 MAX_NOTE_CHARS = 2000  # a note is a fact or two; longer text is a document to split, not a note
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -67,13 +67,6 @@ def check_note(text: str, where: str = "note") -> str:
         raise InputError(f"{where} is {len(text):,} characters (the limit is {MAX_NOTE_CHARS:,})",
                          "split it into several short notes, one fact each")
     return text
-
-
-def check_precision(precision: str) -> str:
-    """The precision, or a one-line error naming the choices."""
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown embedding precision {precision!r}", "use one of: " + ", ".join(PRECISIONS))
-    return precision
 
 
 def notebook_url() -> str:
