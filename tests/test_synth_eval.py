@@ -53,6 +53,23 @@ def test_scores_per_turn_and_overall():
     assert low < 0.75 < high
 
 
+def test_on_topic_share_and_the_rule_on_labelled_turns():
+    from lorebook.synth.topics import check_topics, on_topic
+
+    topics = load_scenario(EXAMPLE).agent.topics
+    assert on_topic("¿Cuántos DIAS se va a quedar?", topics) and on_topic("Su pasaporte.", ("pasaport",))
+    assert not on_topic("Me gustaría ver al perro que tiene hambre.", topics)
+    assert on_topic("Lo que sea.", ())  # no topics listed: nothing is off topic
+    chats = [chat("Su pasaporte, por favor.", "Vamos a aprender juntos."),
+             chat("¿Lleva algo que declarar?", "Como IA, no puedo revisar su equipaje.")]
+    scores = score_conversations(chats, "es", topics)
+    assert scores["on_topic"]["k"] == 2 and scores["on_topic"]["n"] == 4  # the AI admission is not on topic
+    assert "on_topic" not in score_conversations(chats, "es")
+    check = check_topics(topics, {"in_role": [("x", "Su pasaporte.")], "out_of_role": [("x", "Me encanta el perro."),
+                                                                                     ("x", "Me encanta el jamón.")]})
+    assert check["n"] == 3 and check["value"] == pytest.approx(2 / 3)
+
+
 def test_scripts_cycle_to_the_requested_size():
     scenario = load_scenario(EXAMPLE)
     lines = scripts(scenario, 8, 12)

@@ -82,6 +82,43 @@ def test_a_late_bad_turn_is_trimmed_not_dropped(tmp_path):
     assert strict["drop_reasons"] == {"wrong_language": 2} and strict["trimmed"] == {}
 
 
+def test_off_topic_turns_are_trimmed_and_a_finished_file_can_be_refiltered(tmp_path):
+    from lorebook.errors import InputError
+    from lorebook.synth.runner import refilter
+
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    run_synth(scenario, SynthConfig(n=4, turns=10, batch_size=4, check_topics=False), out,
+              teacher=FakeTeacher(), progress=False)
+    assert len(lines(out)) == 4
+    # the officer's third line loses its topic words: refiltering trims there (two good officer turns remain)
+    record = lines(out)[1]
+    record["metadata"]["turns"][5]["text"] = "Me gustaría ver al perro que tiene hambre, número uno."
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [lines(out)[0], record]
+                           + lines(out)[2:]), encoding="utf-8")
+    cleaner = tmp_path / "cleaner.jsonl"
+    report = refilter(scenario, SynthConfig(), out, cleaner)
+    assert report["kept"] == 4 and report["trimmed"] == {"off_topic": 1} and report["source"] == str(out)
+    trimmed = next(r for r in lines(cleaner) if r["id"] == 1)
+    assert len(trimmed["metadata"]["turns"]) == 4 and "perro" not in json.dumps(trimmed["messages"], ensure_ascii=False)
+    assert trimmed["messages"][0]["role"] == "system" and trimmed["messages"][-1]["role"] == "assistant"
+    with pytest.raises(InputError, match="already exists"):
+        refilter(scenario, SynthConfig(), out, cleaner)
+    with pytest.raises(InputError, match="same file"):
+        refilter(scenario, SynthConfig(), out, out)
+    from typer.testing import CliRunner
+
+    from lorebook.cli.main import app
+
+    printed = CliRunner().invoke(app, ["synth", str(EXAMPLE), "--refilter", str(out), "-o", str(tmp_path / "c.jsonl")])
+    assert printed.exit_code == 0 and "kept 4 conversations" in printed.stdout and "off_topic 1" in printed.stdout
+    refused = CliRunner().invoke(app, ["synth", str(EXAMPLE), "--refilter", str(out), "-o", str(out)])
+    assert refused.exit_code != 0 and "same file" in refused.output
+    (tmp_path / "notes.jsonl").write_text('{"messages": []}\n')
+    with pytest.raises(InputError, match="no conversations written by lorebook synth"):
+        refilter(scenario, SynthConfig(), tmp_path / "notes.jsonl", tmp_path / "x.jsonl")
+
+
 def test_near_duplicates_are_dropped(tmp_path):
     scenario = load_scenario(EXAMPLE)
     out = tmp_path / "convs.jsonl"

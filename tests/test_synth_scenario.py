@@ -48,6 +48,8 @@ def test_shipped_example_loads_with_scripts():
     (lambda d: d.update(attributes={"mood": []}), "attributes"),
     (lambda d: d["agent"].update(examples=[["only one"]]), "agent.examples[1]"),
     (lambda d: d["traveller"].update(openers=[]), "traveller.openers"),
+    (lambda d: d["agent"].update(topics="pasaporte"), "agent.topics"),
+    (lambda d: d["agent"].update(topics=["pasaporte", "¿?"]), "agent.topics"),
 ])
 def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
     data = minimal()

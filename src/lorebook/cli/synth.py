@@ -28,20 +28,26 @@ def synth_command(
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
     dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
     check_language: bool = typer.Option(True, "--check-language/--no-check-language", help=HELP["check_language"]),
+    check_topics: bool = typer.Option(True, "--check-topics/--no-check-topics", help=HELP["check_topics"]),
     trim: bool = typer.Option(DEFAULTS.trim, "--trim/--no-trim", help=HELP["trim"]),
+    refilter_path: Path = typer.Option(None, "--refilter", help="filter the conversations of an earlier -o file "
+                                       "into -o instead of generating (filters tightened after the fact)"),
     threads: int = typer.Option(0, "--threads", help=HELP["threads"]),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Generate role-play conversations with a teacher playing both sides; filter, dedupe, resume."""
-    from lorebook.synth.runner import run_synth
+    from lorebook.synth.runner import refilter, run_synth
     from lorebook.synth.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
     if teacher.startswith("batch:"):
         batch_size = n  # one Batch API file per turn covers every conversation
     config = SynthConfig(n=n, turns=turns, teacher=teacher, batch_size=batch_size, seed=seed, dedup=dedup,
-                         check_language=check_language, trim=trim, threads=threads)
-    report = run_synth(scenario, config, out, progress=not as_json)
+                         check_language=check_language, check_topics=check_topics, trim=trim, threads=threads)
+    if refilter_path:
+        report = refilter(scenario, config, refilter_path, out)
+    else:
+        report = run_synth(scenario, config, out, progress=not as_json)
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
@@ -75,6 +81,12 @@ def persona_table(result: dict):
     table.add_row("agent turns", *[str(row["metrics"]["language"]["n"]) for row in result["rows"]])
     table.add_row(f"in {result['language']} [95% CI]", *[_interval(row["metrics"]["language"]) for row in result["rows"]])
     table.add_row("in character [95% CI]", *[_interval(row["metrics"]["in_character"]) for row in result["rows"]])
+    if "on_topic" in first:
+        table.add_row("in character and on topic (agent.topics) [95% CI]",
+                      *[_interval(row["metrics"]["on_topic"]) for row in result["rows"]])
+    if check := result.get("topic_check"):
+        table.add_row(f"topic rule on the scenario's {check['n']} labelled turns",
+                      *[f"{check['value']:.0%} right, κ {check['kappa']:.2f}" for _ in result["rows"]])
     if "chrf" in first:
         table.add_row("chrF vs held-out [95% CI]", *[_interval(row["metrics"]["chrf"], False) for row in result["rows"]])
         table.add_row("perplexity held-out [95% CI]",

@@ -121,9 +121,9 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
             conversation.ended_by = "max_turns"
 
 
-def to_chat(scenario: Scenario, conversation: Conversation) -> list[dict]:
+def to_chat(scenario: Scenario, attributes: dict[str, str], turns: list[dict]) -> list[dict]:
     """The agent's side as chat messages for fine-tuning: the persona's system prompt, no teacher hints."""
-    messages = [{"role": "system", "content": fill(scenario.agent.system, conversation.attributes)}]
-    for turn in conversation.turns:
+    messages = [{"role": "system", "content": fill(scenario.agent.system, attributes)}]
+    for turn in turns:
         messages.append({"role": "assistant" if turn["role"] == "agent" else "user", "content": turn["text"]})
     return messages

@@ -1,8 +1,9 @@
 """Filters that decide which generated conversations are worth training on, and say why others were not.
 
 Per turn: empty turns, looping turns (one n-gram covering half a long turn, or a side repeating its own
-earlier line), and agent turns not in the scenario's language (py3langid restricted to likely
-languages; turns too short to call pass). A conversation spoiled late is trimmed to the good turns before
+earlier line), agent turns not in the scenario's language (py3langid restricted to likely
+languages; turns too short to call pass) and, when the scenario lists `agent.topics`, agent turns that
+use none of them (synth.topics). A conversation spoiled late is trimmed to the good turns before
 the problem when enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
 kept, by Jaccard similarity of word 3-gram shingles.
 """
@@ -28,10 +29,12 @@ def foreign_script(text: str, language: str) -> bool:
     return any(ch.isalpha() and not unicodedata.name(ch, "LATIN").startswith("LATIN") for ch in text)
 
 
-def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True) -> tuple[int, str] | None:
-    """(index, reason) of the first turn that spoils a conversation: empty_turn, looping_turn, wrong_language;
-    (0, no_agent_turn) when the agent never spoke."""
+def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True,
+                  topics: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """(index, reason) of the first turn that spoils a conversation: empty_turn, looping_turn, wrong_language,
+    off_topic (an agent turn with none of `topics`); (0, no_agent_turn) when the agent never spoke."""
     from lorebook.redteam.graders import reply_language
+    from lorebook.synth.topics import on_topic
 
     if not any(turn["role"] == "agent" for turn in conversation_turns):
         return 0, "no_agent_turn"
@@ -47,6 +50,8 @@ def first_problem(conversation_turns: list[dict], language: str, check_language:
         if check_language and turn["role"] == "agent" and (foreign_script(text, language)
                                                            or reply_language(text) not in ("und", language)):
             return index, "wrong_language"
+        if turn["role"] == "agent" and not on_topic(text, topics):
+            return index, "off_topic"
     return None
 
 

@@ -9,7 +9,9 @@ conversations (e.g. the tail of a `lorebook synth` file the adapter was not trai
 the persona's reply against the reference reply given the reference history (sacrebleu), and the
 perplexity of the reference agent turns. The same persona without its adapters is the baseline.
 
-The rule-based in-character check only sees explicit breaks; fluent nonsense passes it. `--judge MODEL|URL`
+The rule-based in-character check only sees explicit breaks; fluent nonsense passes it. When the scenario
+lists the words of the agent's job (`agent.topics`), "on topic" is the share of turns in character that
+use one of them, with the rule's own score on the scenario's hand-labelled turns. `--judge MODEL|URL`
 adds what rules cannot see: an LLM judge is shown the agent's role, the traveller's line and the reply,
 and asked whether the reply is what that agent would say there. Its share comes with its agreement with
 the rule check (Cohen's kappa), and it is only as good as the judge: a bundled 135M/270M model is no
@@ -30,6 +32,7 @@ from lorebook.evaluate.behaviour import is_degenerate
 from lorebook.evaluate.stats import bootstrap_mean, share
 from lorebook.synth.dialogue import LABEL
 from lorebook.synth.scenario import load_scenario
+from lorebook.synth.topics import check_topics, on_topic
 
 TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
 ROLE_PROMPT = (
@@ -179,15 +182,19 @@ def _perplexity_interval(totals: list[tuple[float, int]], samples: int = 1000, s
             "ci": [values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]]}
 
 
-def score_conversations(chats: list[list[dict]], language: str) -> dict:
-    """Language and character shares over all agent turns, and the language share at each turn index."""
+def score_conversations(chats: list[list[dict]], language: str, topics: tuple[str, ...] = ()) -> dict:
+    """Language and character shares over all agent turns, the language share at each turn index and, when
+    the scenario lists agent.topics, the share of turns in character that also use one of them."""
     agent = [[m["content"] for m in chat if m["role"] == "assistant"] for chat in chats]
     flat = [text for replies in agent for text in replies]
     per_turn = [share([in_language(replies[t], language) for replies in agent if len(replies) > t])
                 for t in range(max(map(len, agent), default=0))]
-    return {"language": share([in_language(t, language) for t in flat]),
-            "in_character": share([in_character(t) for t in flat]),
-            "language_by_turn": [p["value"] for p in per_turn]}
+    scores = {"language": share([in_language(t, language) for t in flat]),
+              "in_character": share([in_character(t) for t in flat]),
+              "language_by_turn": [p["value"] for p in per_turn]}
+    if topics:
+        scores["on_topic"] = share([in_character(t) and on_topic(t, topics) for t in flat])
+    return scores
 
 
 def role_messages(role: str, chats: list[list[dict]]) -> list[list[dict]]:
@@ -245,7 +252,7 @@ def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_lo
     for subject in subjects(config):
         engine = loader(subject)
         chats = simulate(engine, subject, lines, progress)
-        metrics = score_conversations(chats, scenario.language)
+        metrics = score_conversations(chats, scenario.language, scenario.agent.topics)
         if references:
             metrics["chrf"] = reference_chrf(engine, subject, references)
             metrics["perplexity"] = reference_perplexity(engine, references, subject.system)
@@ -254,6 +261,8 @@ def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_lo
         del engine
     result = {"scenario": scenario.name, "language": scenario.language, "persona": config.persona,
               "turns": config.turns, "references": config.references, "rows": rows}
+    if scenario.agent.topics and scenario.judge_check:
+        result["topic_check"] = check_topics(scenario.agent.topics, scenario.judge_check)
     if judge is not None or config.judge:  # loaded after the subjects: one model in memory at a time
         from lorebook.evaluate.judge import Judge
 

@@ -3,7 +3,7 @@
 Files beside OUT (e.g. convs.jsonl): OUT itself (kept conversations, chat JSONL that `lorebook teach`
 reads, with the sampled attributes under `metadata`), `convs.drops.jsonl` (dropped ones with the
 reason), `convs.synth.json` (the config and scenario fingerprint, checked on resume) and
-`convs.report.json` (counts). Conversation i is seeded by (seed, i), and a batch is appended only when
+`convs.report.json` (counts). `refilter` re-applies the filters to a finished file. Conversation i is seeded by (seed, i), and a batch is appended only when
 finished, so a killed run regenerates at most its unfinished batch and writes nothing twice.
 """
 
@@ -41,6 +41,8 @@ class SynthConfig:
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
         "help": "drop a conversation whose word 3-gram Jaccard similarity to a kept one reaches this (1 = off)"})
     check_language: bool = field(default=True, metadata={"help": "drop conversations with an agent turn in another language"})
+    check_topics: bool = field(default=True, metadata={
+        "help": "drop conversations with an agent turn that uses none of the scenario's agent.topics words"})
     trim: bool = field(default=True, metadata={
         "help": "keep the good turns before a bad one (>= 2 agent turns, ending on the agent) instead of dropping "
                 "the whole conversation"})
@@ -124,41 +126,77 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         conversations = [Conversation(i, sample_attributes(scenario, config.seed, i), sampling) for i in chunk]
         play(scenario, conversations, teacher, config.turns, config.seed, 
              on_turn=functools.partial(bar.update, len(chunk)))
-        keep_records, drop_records = [], []
-        for conversation in conversations:
-            found = first_problem(conversation.turns, scenario.language, config.check_language)
-            reason = found[1] if found else None
-            # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped
-            if found and config.trim and (shorter := trimmed(conversation.turns, found[0])):
-                conversation.turns, conversation.ended_by, reason = shorter, f"trimmed:{reason}", None
-            record = _record(scenario, conversation, config, teacher)
-            if reason is None and config.dedup < 1 and duplicates.is_duplicate(conversation.turns):
-                reason = "near_duplicate"
-            if reason is None:
-                duplicates.add(conversation.turns)
-                keep_records.append(record)
-            else:
-                reasons[reason] += 1
-                drop_records.append({**record, "reason": reason})
+        records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
+        keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)
         _append(drops_path, drop_records)
         kept += keep_records
         generated += len(chunk)
     bar.close()
-    elapsed = time.perf_counter() - started
+    return _report(out, kept, reasons, generated, time.perf_counter() - started,
+                   getattr(teacher, "name", config.teacher))
+
+
+def refilter(scenario: Scenario, config: SynthConfig, source, out) -> dict:
+    """Apply the filters of `config` to conversations already generated (`source`, a previous -o file) and
+    write the ones that pass to `out`: filters can be tightened after the expensive generation."""
+    config.validate()
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise InputError(f"--refilter {source} and -o are the same file", "write the filtered conversations to a new -o file")
+    if out.exists() and out.stat().st_size:
+        raise InputError(f"{out} already exists", "choose a new -o file (refiltering does not append)")
+    records = _read_done(source) if source.exists() else None
+    if not records or any("turns" not in (r.get("metadata") or {}) for r in records):
+        raise InputError(f"{source} holds no conversations written by lorebook synth",
+                         "pass the -o file of a lorebook synth run")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reasons: Counter = Counter()
+    keep, drop = _sort(scenario, config, records, DuplicateFilter(config.dedup), reasons)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+    sidecar(out, "drops.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in drop),
+                                           encoding="utf-8")
+    return _report(out, keep, reasons, 0, 0.0, records[0]["metadata"].get("teacher", config.teacher), source=str(source))
+
+
+def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicates: DuplicateFilter,
+          reasons: Counter) -> tuple[list[dict], list[dict]]:
+    """Split records into kept and dropped (with the reason), trimming a conversation spoiled late."""
+    topics = scenario.agent.topics if config.check_topics else ()
+    keep, drop = [], []
+    for record in records:
+        metadata = record["metadata"]
+        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics)
+        reason = found[1] if found else None
+        # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped
+        if found and config.trim and (shorter := trimmed(metadata["turns"], found[0])):
+            metadata["turns"], metadata["ended_by"], reason = shorter, f"trimmed:{reason}", None
+        record["messages"] = to_chat(scenario, metadata["attributes"], metadata["turns"])
+        if reason is None and config.dedup < 1 and duplicates.is_duplicate(metadata["turns"]):
+            reason = "near_duplicate"
+        if reason is None:
+            duplicates.add(metadata["turns"])
+            keep.append(record)
+        else:
+            reasons[reason] += 1
+            drop.append({**record, "reason": reason})
+    return keep, drop
+
+
+def _report(out: Path, kept: list[dict], reasons: Counter, generated: int, elapsed: float, teacher: str,
+            **extra) -> dict:
     ended = Counter(r["metadata"]["ended_by"] for r in kept)
     report = {"kept": len(kept), "dropped": sum(reasons.values()), "drop_reasons": dict(reasons),
               "trimmed": {k.split(":", 1)[1]: v for k, v in ended.items() if k.startswith("trimmed:")},
               "generated_this_run": generated, "seconds_this_run": round(elapsed, 1),
               "conversations_per_minute": round(60 * generated / elapsed, 2) if generated and elapsed else None,
-              "ended_by": dict(ended), "output": str(out),
-              "teacher": getattr(teacher, "name", config.teacher)}
+              "ended_by": dict(ended), "output": str(out), "teacher": teacher, **extra}
     sidecar(out, "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
 def _record(scenario: Scenario, conversation: Conversation, config: SynthConfig, teacher) -> dict:
-    return {"id": conversation.index, "messages": to_chat(scenario, conversation),
+    return {"id": conversation.index, "messages": None,
             "metadata": {"scenario": scenario.name, "attributes": conversation.attributes,
                          "sampling": conversation.sampling, "ended_by": conversation.ended_by,
                          "turns": conversation.turns, "teacher": getattr(teacher, "name", config.teacher),

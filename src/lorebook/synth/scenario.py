@@ -8,6 +8,7 @@
       hints: "Eres {strictness}."      # teacher-only, formatted with the attributes
       examples: [[user, reply], …]     # teacher-only few-shot exchanges (base models need them)
       closings: ["bienvenido a españa", …]   # phrases that end the conversation, by outcome
+      topics: [pasaporte, viaj, declarar, …] # word beginnings of the job: a turn with none is off topic
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
@@ -31,10 +32,11 @@ from pathlib import Path
 import yaml
 
 from lorebook.errors import InputError
+from lorebook.synth.topics import normalize_words
 
 OPENINGS = ("traveller", "agent")
 TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
-SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens"}
+SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens", "topics"}
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Side:
     openers: list[str] = field(default_factory=list)
     language: str | None = None
     max_tokens: int = 48
+    topics: tuple[str, ...] = ()  # normalized word beginnings (see synth.topics)
 
 
 @dataclass
@@ -105,8 +108,13 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     max_tokens = raw.get("max_tokens", 48)
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise _fail(path, f"{key}.max_tokens", "must be a positive integer", "e.g. max_tokens: 48")
+    topics = raw.get("topics") or []
+    if not isinstance(topics, list) or not all(isinstance(t, str) and normalize_words(t) for t in topics):
+        raise _fail(path, f"{key}.topics", "must be a list of words or word beginnings",
+                    "e.g. topics: [pasaporte, viaj, declarar]")
     return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
-                {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens)
+                {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens,
+                tuple(word for t in topics for word in normalize_words(t)))
 
 
 def load_scenario(path) -> Scenario:
