@@ -119,6 +119,28 @@ def test_off_topic_turns_are_trimmed_and_a_finished_file_can_be_refiltered(tmp_p
         refilter(scenario, SynthConfig(), tmp_path / "notes.jsonl", tmp_path / "x.jsonl")
 
 
+def test_each_side_can_have_its_own_teacher(tmp_path):
+    from lorebook.synth.teachers import SideTeachers
+
+    class Recording(FakeTeacher):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.views = name, []
+
+        def generate(self, message_lists, options, key="", ids=None):
+            self.views += [m[0]["content"] for m in message_lists]
+            return super().generate(message_lists, options, key, ids)
+
+    officer, traveller = Recording("strong"), Recording("cheap")
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(load_scenario(EXAMPLE), SynthConfig(n=2, turns=6, batch_size=2), out,
+                       teacher=SideTeachers(officer, traveller), progress=False)
+    assert report["kept"] == 2 and report["teacher"] == "agent=strong; traveller=cheap"
+    assert officer.views and all("aduanas" in v for v in officer.views)
+    assert traveller.views and not any("aduanas" in v for v in traveller.views)
+    assert lines(out)[0]["metadata"]["teacher"] == "agent=strong; traveller=cheap"
+
+
 def test_near_duplicates_are_dropped(tmp_path):
     scenario = load_scenario(EXAMPLE)
     out = tmp_path / "convs.jsonl"

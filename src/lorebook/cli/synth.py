@@ -24,6 +24,7 @@ def synth_command(
     n: int = typer.Option(DEFAULTS.n, "-n", help=HELP["n"]),
     turns: int = typer.Option(DEFAULTS.turns, "--turns", help=HELP["turns"]),
     teacher: str = typer.Option(DEFAULTS.teacher, "--teacher", "-t", help=HELP["teacher"]),
+    agent_teacher: str = typer.Option(DEFAULTS.agent_teacher, "--agent-teacher", help=HELP["agent_teacher"]),
     batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help=HELP["batch_size"]),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
     dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
@@ -40,9 +41,9 @@ def synth_command(
     from lorebook.synth.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
-    if teacher.startswith("batch:"):
+    if teacher.startswith("batch:") or agent_teacher.startswith("batch:"):
         batch_size = n  # one Batch API file per turn covers every conversation
-    config = SynthConfig(n=n, turns=turns, teacher=teacher, batch_size=batch_size, seed=seed, dedup=dedup,
+    config = SynthConfig(n=n, turns=turns, teacher=teacher, agent_teacher=agent_teacher, batch_size=batch_size, seed=seed, dedup=dedup,
                          check_language=check_language, check_topics=check_topics, trim=trim, threads=threads)
     if refilter_path:
         report = refilter(scenario, config, refilter_path, out)

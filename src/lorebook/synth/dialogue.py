@@ -89,7 +89,9 @@ def opener(scenario: Scenario, conversation: Conversation, seed: int) -> str | N
 
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
          on_turn=None) -> None:
-    """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn."""
+    """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
+
+    `teacher` is one teacher for both sides or a `SideTeachers` with one per side."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
@@ -106,7 +108,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
                 seed=seed * 1_000_003 + needed[0].index * 101 + turn,
             )
             key = f"c{needed[0].index}-t{turn}-{role}"
-            generated = iter(teacher.generate([view(scenario, c, role) for c in needed], options, key=key,
+            writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher
+            generated = iter(writer.generate([view(scenario, c, role) for c in needed], options, key=key,
                                               ids=[c.index for c in needed]))
         for conversation, line in zip(active, scripted):
             text = line if line is not None else clean_turn(next(generated))

@@ -24,7 +24,7 @@ from lorebook.errors import InputError
 from lorebook.synth.dialogue import Conversation, play, to_chat
 from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
-from lorebook.synth.teachers import make_teacher
+from lorebook.synth.teachers import SideTeachers, make_teacher
 
 
 @dataclass
@@ -36,6 +36,9 @@ class SynthConfig:
     teacher: str = field(default="gemma3-270m", metadata={
         "help": "who writes the turns: a model name/path (local, batched), an OpenAI-compatible URL "
                 "(http://host:port/v1#model), or batch:FOLDER[#model] for OpenAI Batch API files"})
+    agent_teacher: str = field(default="", metadata={
+        "help": "another teacher for the agent's turns only (the side the fine-tune learns), same forms as "
+                "--teacher; the traveller keeps --teacher"})
     batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
     seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
@@ -116,7 +119,10 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         duplicates.add(record["metadata"]["turns"])
     pending = [i for i in range(config.n) if i not in done]
     if teacher is None and pending:
-        teacher = make_teacher(config.teacher, _engine_loader(config))
+        load = _engine_loader(config)
+        teacher = make_teacher(config.teacher, load)
+        if config.agent_teacher:
+            teacher = SideTeachers(make_teacher(config.agent_teacher, load), teacher)
     reasons = Counter(r["reason"] for r in dropped)
     started, generated = time.perf_counter(), 0
     bar = tqdm(total=len(pending) * config.turns, desc="synth turns", disable=not progress, unit="turn")

@@ -145,6 +145,18 @@ def read_results(path: Path) -> dict[str, str]:
     return found
 
 
+class SideTeachers:
+    """A different teacher for each side: the side you train on from a strong (slow) model, the other side
+    from a cheap one. The dialogue loop asks `for_role(role)` before each round."""
+
+    def __init__(self, agent, traveller):
+        self.agent, self.traveller = agent, traveller
+        self.name = f"agent={agent.name}; traveller={traveller.name}"
+
+    def for_role(self, role: str):
+        return self.agent if role == "agent" else self.traveller
+
+
 def make_teacher(target: str, engine_loader=None, batched: bool = True):
     """A teacher from a --teacher value: a model name/path, an http(s) URL[#model], or batch:FOLDER[#model]."""
     if target.startswith(("http://", "https://")):
