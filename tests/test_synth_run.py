@@ -119,6 +119,24 @@ def test_off_topic_turns_are_trimmed_and_a_finished_file_can_be_refiltered(tmp_p
         refilter(scenario, SynthConfig(), tmp_path / "notes.jsonl", tmp_path / "x.jsonl")
 
 
+def test_a_rejected_turn_is_generated_again(tmp_path):
+    class EnglishFirst(FakeTeacher):
+        """Conversation 1's officer answers in English on a first try, in Spanish when asked again."""
+
+        def generate(self, message_lists, options, key="", ids=None):
+            replies = super().generate(message_lists, options, key, ids)
+            return [("Please show me your passport now, sir, and tell me why you came." if i == 1 and "retry" not in key
+                     and "aduanas" in m[0]["content"] else r) for i, m, r in zip(ids, message_lists, replies)]
+
+    scenario = load_scenario(EXAMPLE)
+    patient = run_synth(scenario, SynthConfig(n=3, turns=8, batch_size=3, retries=2), tmp_path / "a.jsonl",
+                        teacher=EnglishFirst(), progress=False)
+    assert patient["kept"] == 3 and patient["dropped"] == 0 and not patient["trimmed"]
+    strict = run_synth(scenario, SynthConfig(n=3, turns=8, batch_size=3, retries=0), tmp_path / "b.jsonl",
+                       teacher=EnglishFirst(), progress=False)
+    assert strict["drop_reasons"] == {"wrong_language": 1}
+
+
 def test_each_side_can_have_its_own_teacher(tmp_path):
     from lorebook.synth.teachers import SideTeachers
 

@@ -88,10 +88,12 @@ def opener(scenario: Scenario, conversation: Conversation, seed: int) -> str | N
 
 
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
-         on_turn=None) -> None:
+         on_turn=None, accept=None, retries: int = 0) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
 
-    `teacher` is one teacher for both sides or a `SideTeachers` with one per side."""
+    `teacher` is one teacher for both sides or a `SideTeachers` with one per side. `accept(conversation,
+    role, text)` judges each generated turn; a rejected one is generated again (other seed, only the
+    rejected conversations in the call) up to `retries` times, and the last try stands."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
@@ -100,19 +102,17 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
         side: Side = getattr(scenario, role)
         scripted = [opener(scenario, c, seed) for c in active] if turn == 0 else [None] * len(active)
         needed = [c for c, line in zip(active, scripted) if line is None]
-        generated = iter([])
-        if needed:
-            options = GenerationOptions(
-                temperature=needed[0].sampling.get("temperature", 0.7), top_p=needed[0].sampling.get("top_p", 0.95),
-                max_tokens=side.max_tokens, repetition_penalty=1.15,
-                seed=seed * 1_000_003 + needed[0].index * 101 + turn,
-            )
-            key = f"c{needed[0].index}-t{turn}-{role}"
-            writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher
-            generated = iter(writer.generate([view(scenario, c, role) for c in needed], options, key=key,
-                                              ids=[c.index for c in needed]))
+        writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher
+        texts = _round(scenario, writer, needed, role, seed, turn, 0)
+        for attempt in range(1, retries + 1 if accept else 1):
+            redo = [i for i, (c, text) in enumerate(zip(needed, texts)) if not accept(c, role, text)]
+            if not redo:
+                break
+            for i, text in zip(redo, _round(scenario, writer, [needed[i] for i in redo], role, seed, turn, attempt)):
+                texts[i] = text
+        generated = iter(texts)
         for conversation, line in zip(active, scripted):
-            text = line if line is not None else clean_turn(next(generated))
+            text = line if line is not None else next(generated)
             conversation.turns.append({"role": role, "text": text})
             outcome = closing(side, text) if text else None
             if outcome:
@@ -122,6 +122,22 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
     for conversation in conversations:
         if not conversation.done:
             conversation.ended_by = "max_turns"
+
+
+def _round(scenario: Scenario, writer, needed: list[Conversation], role: str, seed: int, turn: int,
+           attempt: int) -> list[str]:
+    """One teacher call: the cleaned next turn of `role` in each conversation of `needed`."""
+    if not needed:
+        return []
+    side: Side = getattr(scenario, role)
+    options = GenerationOptions(
+        temperature=needed[0].sampling.get("temperature", 0.7), top_p=needed[0].sampling.get("top_p", 0.95),
+        max_tokens=side.max_tokens, repetition_penalty=1.15,
+        seed=seed * 1_000_003 + needed[0].index * 101 + turn + 50_021 * attempt,
+    )
+    key = f"c{needed[0].index}-t{turn}-{role}" + (f"-retry{attempt}" if attempt else "")
+    replies = writer.generate([view(scenario, c, role) for c in needed], options, key=key, ids=[c.index for c in needed])
+    return [clean_turn(reply) for reply in replies]
 
 
 def to_chat(scenario: Scenario, attributes: dict[str, str], turns: list[dict]) -> list[dict]:

@@ -29,29 +29,38 @@ def foreign_script(text: str, language: str) -> bool:
     return any(ch.isalpha() and not unicodedata.name(ch, "LATIN").startswith("LATIN") for ch in text)
 
 
-def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True,
-                  topics: tuple[str, ...] = ()) -> tuple[int, str] | None:
-    """(index, reason) of the first turn that spoils a conversation: empty_turn, looping_turn, wrong_language,
-    off_topic (an agent turn with none of `topics`); (0, no_agent_turn) when the agent never spoke."""
+def turn_problem(previous: list[dict], role: str, text: str, language: str, check_language: bool = True,
+                 topics: tuple[str, ...] = ()) -> str | None:
+    """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, off_topic), or None.
+
+    `previous` are the turns before it (a side repeating one of its own earlier lines is looping)."""
     from lorebook.redteam.graders import reply_language
     from lorebook.synth.topics import on_topic
 
+    if is_empty(text):
+        return "empty_turn"
+    normal = " ".join(text.lower().split())
+    if is_loop(text) or any(t["role"] == role and " ".join(t["text"].lower().split()) == normal for t in previous):
+        return "looping_turn"
+    if role != "agent":
+        return None
+    if check_language and (foreign_script(text, language) or reply_language(text) not in ("und", language)):
+        return "wrong_language"
+    if not on_topic(text, topics):
+        return "off_topic"
+    return None
+
+
+def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True,
+                  topics: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """(index, reason) of the first turn that spoils a conversation (see turn_problem); (0, no_agent_turn)
+    when the agent never spoke."""
     if not any(turn["role"] == "agent" for turn in conversation_turns):
         return 0, "no_agent_turn"
-    seen: dict[str, set[str]] = {"agent": set(), "traveller": set()}
     for index, turn in enumerate(conversation_turns):
-        text = turn["text"]
-        if is_empty(text):
-            return index, "empty_turn"
-        normal = " ".join(text.lower().split())
-        if is_loop(text) or normal in seen[turn["role"]]:
-            return index, "looping_turn"
-        seen[turn["role"]].add(normal)
-        if check_language and turn["role"] == "agent" and (foreign_script(text, language)
-                                                           or reply_language(text) not in ("und", language)):
-            return index, "wrong_language"
-        if turn["role"] == "agent" and not on_topic(text, topics):
-            return index, "off_topic"
+        reason = turn_problem(conversation_turns[:index], turn["role"], turn["text"], language, check_language, topics)
+        if reason:
+            return index, reason
     return None
 
 

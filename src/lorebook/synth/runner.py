@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from lorebook.errors import InputError
 from lorebook.synth.dialogue import Conversation, play, to_chat
-from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed
+from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed, turn_problem
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
 from lorebook.synth.teachers import SideTeachers, make_teacher
 
@@ -49,11 +49,16 @@ class SynthConfig:
     trim: bool = field(default=True, metadata={
         "help": "keep the good turns before a bad one (>= 2 agent turns, ending on the agent) instead of dropping "
                 "the whole conversation"})
+    retries: int = field(default=2, metadata={
+        "help": "generate a turn that fails the filters again, up to this many times, before the conversation "
+                "is trimmed or dropped there (0 = never)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads for a local teacher (0 = idle cores)"})
 
     def validate(self) -> None:
         if self.n < 1 or self.turns < 1 or self.batch_size < 1:
             raise InputError("-n, --turns and --batch-size must be at least 1", "e.g. -n 100 --turns 10")
+        if self.retries < 0:
+            raise InputError(f"--retries {self.retries} is negative", "use 0 (no retries) or more, e.g. --retries 2")
         if not 0 < self.dedup <= 1:
             raise InputError(f"--dedup {self.dedup} is out of range", "use a similarity in (0, 1], e.g. 0.7")
 
@@ -130,8 +135,9 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         chunk = pending[start : start + config.batch_size]
         sampling = sample_sampling(scenario, config.seed, chunk[0])
         conversations = [Conversation(i, sample_attributes(scenario, config.seed, i), sampling) for i in chunk]
-        play(scenario, conversations, teacher, config.turns, config.seed, 
-             on_turn=functools.partial(bar.update, len(chunk)))
+        play(scenario, conversations, teacher, config.turns, config.seed,
+             on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
+             retries=config.retries)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)
@@ -163,6 +169,16 @@ def refilter(scenario: Scenario, config: SynthConfig, source, out) -> dict:
     sidecar(out, "drops.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in drop),
                                            encoding="utf-8")
     return _report(out, keep, reasons, 0, 0.0, records[0]["metadata"].get("teacher", config.teacher), source=str(source))
+
+
+def _acceptor(scenario: Scenario, config: SynthConfig):
+    """The per-turn filter that decides whether a freshly generated turn is generated again."""
+    topics = scenario.agent.topics if config.check_topics else ()
+
+    def accept(conversation: Conversation, role: str, text: str) -> bool:
+        return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics) is None
+
+    return accept
 
 
 def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicates: DuplicateFilter,
