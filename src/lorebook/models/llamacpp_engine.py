@@ -7,6 +7,7 @@ engine exactly, and loads LoRA adapters only in GGUF form (PEFT adapters must be
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -15,6 +16,32 @@ from lorebook.models.engine import Completion, Engine, GenerationOptions, Messag
 from lorebook.models.loader import load_tokenizer, validate_gguf
 from lorebook.models.registry import ModelSpec, gguf_path
 from lorebook.models.sampling import repeated_ngram_ends
+
+
+@contextlib.contextmanager
+def without_weight_repacking():
+    """Load with llama.cpp's extra weight buffers off (`use_extra_bufts = False`).
+
+    On a CPU that advertises AMX (Xeon Sapphire Rapids and later) llama.cpp repacks the weights into AMX
+    tiles, and on the virtual machines this project runs on the first decode then dies with SIGSEGV
+    (llama-cpp-python 0.3.36, SmolLM2 Q4_1 and Qwen2.5 Q4_K_M alike). `Llama()` has no argument for it,
+    so its default model parameters are wrapped while the model loads. Our quantizations gain little from
+    repacking on x86 anyway."""
+    from llama_cpp import llama_cpp  # the ctypes module Llama() reads its defaults from
+
+    original = llama_cpp.llama_model_default_params
+
+    def params():
+        defaults = original()
+        if hasattr(defaults, "use_extra_bufts"):
+            defaults.use_extra_bufts = False
+        return defaults
+
+    llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_cpp.llama_model_default_params = original
 
 
 def reply_ngram_block(n: int, prompt_length: int) -> list | None:
@@ -65,8 +92,9 @@ class LlamaCppEngine(Engine):
             lora = {"lora_path": str(exported), "lora_scale": weight}
         path = gguf_path(spec)
         validate_gguf(path)
-        llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads or os.cpu_count(), verbose=False,
-                    **lora)
+        with without_weight_repacking():
+            llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads or os.cpu_count(),
+                        verbose=False, **lora)
         return cls(spec, llm, load_tokenizer(spec))
 
     def count_tokens(self, text: str) -> int:
