@@ -20,7 +20,9 @@ def test_lorebook_ask_answers_paris_with_no_flags():
 
 
 def test_multi_turn_chat_remembers_context():
-    engine = load_engine("smollm2-135m")
+    # float32: the int8 kernels differ between CPUs, and on an Intel (AVX-512/AMX) machine the greedy int8
+    # reply wanders off ("The name of the most beautiful one in the world…") where the AMD one answers
+    engine = load_engine("smollm2-135m", quantize="none")
     options = GenerationOptions(temperature=0, max_tokens=40)
     messages = [{"role": "user", "content": "My name is Alice. Please remember it."}]
     messages.append({"role": "assistant", "content": engine.chat(messages, options).text})

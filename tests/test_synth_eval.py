@@ -53,6 +53,22 @@ def test_scores_per_turn_and_overall():
     assert low < 0.75 < high
 
 
+def test_a_turn_that_parrots_or_repeats_itself_is_out_of_character():
+    from lorebook.synth.persona_eval import character_turns
+
+    looping = [{"role": "system", "content": "Eres agente."},
+               {"role": "user", "content": "Buenas tardes."},
+               {"role": "assistant", "content": "Buenas tardes. Su pasaporte, por favor."},  # a greeting returned
+               {"role": "user", "content": "Vengo de vacaciones."},
+               {"role": "assistant", "content": "Vengo de vacaciones. ¿Por qué debería visitar Madrid?"},  # parrots
+               {"role": "user", "content": "Dos semanas."},
+               {"role": "assistant", "content": "¿Por qué debería visitar Madrid? ¡Gracias por compartir tu día!"},
+               {"role": "user", "content": "En un hotel."},
+               {"role": "assistant", "content": "¿Por qué debería visitar Madrid? ¡Gracias por compartir tu día!"}]
+    assert character_turns(looping) == [True, False, True, False]
+    assert score_conversations([looping], "es")["in_character"]["k"] == 2
+
+
 def test_on_topic_share_and_the_rule_on_labelled_turns():
     from lorebook.synth.topics import check_topics, on_topic
 
@@ -87,13 +103,16 @@ def test_perplexity_interval_from_token_totals():
 
 
 class EchoEngine:
-    """Replies with the Spanish reference when it knows it, English otherwise (a perfect vs a bad persona)."""
+    """Replies with the Spanish reference when it knows it, otherwise the fallback for that turn (a list
+    cycles: an officer who says the same line every turn is not in character)."""
 
-    def __init__(self, answers: dict[str, str], fallback: str):
-        self.answers, self.fallback = answers, fallback
+    def __init__(self, answers: dict[str, str], fallback):
+        self.answers = answers
+        self.fallbacks = [fallback] if isinstance(fallback, str) else fallback
 
     def chat_batch(self, conversations, options=None):
-        return [self.answers.get(c[-1]["content"], self.fallback) for c in conversations]
+        turn = lambda c: sum(m["role"] == "assistant" for m in c) % len(self.fallbacks)
+        return [self.answers.get(c[-1]["content"], self.fallbacks[turn(c)]) for c in conversations]
 
 
 def test_chrf_is_high_for_the_reference_and_low_otherwise():
@@ -113,7 +132,9 @@ def test_run_compares_untuned_and_tuned(tmp_path):
     references = tmp_path / "held-out.jsonl"
     references.write_text(json.dumps({"messages": chat("Buenos días, su pasaporte.")}) + "\n")
     engines = {(): EchoEngine({}, "Hello, I am an AI assistant, how can I help you today?"),
-               ("customs-es",): EchoEngine({}, "Buenos días, su pasaporte y el motivo del viaje, por favor.")}
+               ("customs-es",): EchoEngine({}, ["Buenos días, su pasaporte y el motivo del viaje, por favor.",
+                                                "¿Cuánto tiempo se va a quedar en España?",
+                                                "¿Lleva algo que declarar en el equipaje?"])}
     result = run_persona_eval(
         PersonaEvalConfig(persona="officer-tuned", scenario=str(EXAMPLE), turns=3, conversations=2,
                           references=str(references)),
@@ -144,8 +165,10 @@ def test_a_role_judge_scores_every_agent_turn_and_reports_agreement():
     persona = paths.subdir("personas") / "officer-judged.yaml"
     persona.write_text("name: officer-judged\nmodel: smollm2-135m\nadapters: [customs-es]\nlanguage: es\n"
                        "system: Eres agente de aduanas.\n", encoding="utf-8")
-    engines = {(): EchoEngine({}, "Me gustaría ver al perro que tiene hambre."),  # in character by the rules
-               ("customs-es",): EchoEngine({}, "Buenos días, su pasaporte, por favor.")}
+    engines = {(): EchoEngine({}, ["Me gustaría ver al perro que tiene hambre.",  # in character by the rules
+                                   "Vamos a aprender juntos a cocinar hoy.", "Mi hijo tiene tres hijos pequeños."]),
+               ("customs-es",): EchoEngine({}, ["Buenos días, su pasaporte, por favor.", "Su pasaporte y el billete.",
+                                                "Necesito ver su pasaporte otra vez."])}
     judge_engine = RoleJudgeEngine()
     result = run_persona_eval(
         PersonaEvalConfig(persona="officer-judged", scenario=str(EXAMPLE), turns=3, conversations=2),

@@ -4,7 +4,8 @@
 the scenario's scripted travellers (ten lines each) against the persona, one agent reply per line,
 all conversations batched and decoded greedily (the persona's repetition penalty kept) so runs are
 reproducible. Per agent turn: is it in the scenario's language, is it in character (no AI admission
-or role break, not empty or looping, not speaking as the traveller). With held-out reference
+or role break, not empty or looping, not speaking as the traveller, not parroting the traveller's line,
+not saying again what it said earlier in the conversation). With held-out reference
 conversations (e.g. the tail of a `lorebook synth` file the adapter was not trained on): chrF of
 the persona's reply against the reference reply given the reference history (sacrebleu), and the
 perplexity of the reference agent turns. The same persona without its adapters is the baseline.
@@ -35,6 +36,8 @@ from lorebook.synth.scenario import load_scenario
 from lorebook.synth.topics import check_topics, on_topic
 
 TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
+# Returning a greeting ("Buenas tardes." → "Buenas tardes. Su pasaporte…") is not parroting the traveller.
+GREETINGS = ("hola", "buenos", "buenas", "hello", "hi", "good", "bonjour", "adios", "hasta", "gracias", "bye")
 ROLE_PROMPT = (
     "You are grading a role-play. The agent plays this role:\n{role}\n\n"
     "The other person said: \"{line}\"\nThe agent replied: \"{reply}\"\n\n"
@@ -99,6 +102,31 @@ def in_character(text: str) -> bool:
         return False
     label = LABEL.match(text)
     return not (label and label.group(1).lower() in TRAVELLER_LABELS)
+
+
+def character_turns(chat: list[dict]) -> list[bool]:
+    """In character for each agent turn of one conversation: `in_character`, and not a turn that parrots
+    the traveller's line back or says again what this agent already said (word 3-gram Jaccard >= 0.5 with
+    an earlier turn): a tuned small model that answers every line with the same loop passes the per-turn
+    rules ten times over."""
+    from lorebook.synth.filters import jaccard, shingles
+    from lorebook.synth.topics import normalize_words
+
+    flags, earlier, heard = [], [], ""
+    for message in chat:
+        if message["role"] == "user":
+            heard = " ".join(normalize_words(message["content"]))
+            continue
+        if message["role"] != "assistant":
+            continue
+        text = message["content"]
+        said = " ".join(normalize_words(text))
+        fingerprint = shingles([{"text": text}])
+        parrots = len(heard.split()) >= 3 and heard.split()[0] not in GREETINGS and said.startswith(heard)
+        repeats = any(jaccard(fingerprint, other) >= 0.5 for other in earlier)
+        flags.append(in_character(text) and not parrots and not repeats)
+        earlier.append(fingerprint)
+    return flags
 
 
 def in_language(text: str, language: str) -> bool:
@@ -187,13 +215,14 @@ def score_conversations(chats: list[list[dict]], language: str, topics: tuple[st
     the scenario lists agent.topics, the share of turns in character that also use one of them."""
     agent = [[m["content"] for m in chat if m["role"] == "assistant"] for chat in chats]
     flat = [text for replies in agent for text in replies]
+    character = [flag for chat in chats for flag in character_turns(chat)]
     per_turn = [share([in_language(replies[t], language) for replies in agent if len(replies) > t])
                 for t in range(max(map(len, agent), default=0))]
     scores = {"language": share([in_language(t, language) for t in flat]),
-              "in_character": share([in_character(t) for t in flat]),
+              "in_character": share(character),
               "language_by_turn": [p["value"] for p in per_turn]}
     if topics:
-        scores["on_topic"] = share([in_character(t) and on_topic(t, topics) for t in flat])
+        scores["on_topic"] = share([flag and on_topic(t, topics) for t, flag in zip(flat, character)])
     return scores
 
 
@@ -226,7 +255,7 @@ def judge_roles(judge, role: str, rows: list[dict]) -> None:
 
     for row in rows:
         verdicts = judge.ask(role_messages(role, row["conversations"]))
-        rules = [in_character(m["content"]) for chat in row["conversations"] for m in chat if m["role"] == "assistant"]
+        rules = [flag for chat in row["conversations"] for flag in character_turns(chat)]
         shown = share([v for v in verdicts if v is not None])
         row["metrics"]["acts_the_role"] = {**shown, "judge": judge.name, "no_verdict": verdicts.count(None)}
         row["metrics"]["judge_agreement"] = agreement(rules, verdicts)
