@@ -3,8 +3,9 @@
 Files beside OUT (e.g. convs.jsonl): OUT itself (kept conversations, chat JSONL that `lorebook teach`
 reads, with the sampled attributes under `metadata`), `convs.drops.jsonl` (dropped ones with the
 reason), `convs.synth.json` (the config and scenario fingerprint, checked on resume) and
-`convs.report.json` (counts). `refilter` re-applies the filters to a finished file. Conversation i is seeded by (seed, i), and a batch is appended only when
-finished, so a killed run regenerates at most its unfinished batch and writes nothing twice.
+`convs.report.json` (counts). Conversation i is seeded by (seed, i), and a batch is appended only when
+finished, so a killed run regenerates at most its unfinished batch and writes nothing twice. `refilter`
+re-applies the filters to a finished file.
 """
 
 from __future__ import annotations
