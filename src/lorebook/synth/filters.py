@@ -10,10 +10,10 @@ kept, by Jaccard similarity of word 3-gram shingles.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 from lorebook.evaluate.behaviour import is_empty, is_loop
+from lorebook.synth.topics import normalize_words, on_topic
 
 DEFAULT_DUPLICATE_THRESHOLD = 0.7
 MIN_AGENT_TURNS = 2  # a trimmed conversation shorter than this teaches too little of the role
@@ -35,8 +35,6 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
 
     `previous` are the turns before it (a side repeating one of its own earlier lines is looping)."""
     from lorebook.redteam.graders import reply_language
-    from lorebook.synth.topics import on_topic
-
     if is_empty(text):
         return "empty_turn"
     normal = " ".join(text.lower().split())
@@ -78,9 +76,7 @@ def trimmed(conversation_turns: list[dict], index: int, min_agent_turns: int = M
 
 def shingles(turns: list[dict], size: int = 3) -> frozenset:
     """Word n-grams of all turns (lower case, accents removed) — the fingerprint for near-duplicates."""
-    text = " ".join(turn["text"] for turn in turns).lower()
-    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    words = re.findall(r"\w+", text)
+    words = normalize_words(" ".join(turn["text"] for turn in turns))
     return frozenset(tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1)))
 
 

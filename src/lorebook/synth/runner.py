@@ -172,9 +172,13 @@ def refilter(scenario: Scenario, config: SynthConfig, source, out) -> dict:
     return _report(out, keep, reasons, 0, 0.0, records[0]["metadata"].get("teacher", config.teacher), source=str(source))
 
 
+def _topics(scenario: Scenario, config: SynthConfig) -> tuple[str, ...]:
+    return scenario.agent.topics if config.check_topics else ()
+
+
 def _acceptor(scenario: Scenario, config: SynthConfig):
     """The per-turn filter that decides whether a freshly generated turn is generated again."""
-    topics = scenario.agent.topics if config.check_topics else ()
+    topics = _topics(scenario, config)
 
     def accept(conversation: Conversation, role: str, text: str) -> bool:
         return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics) is None
@@ -185,7 +189,7 @@ def _acceptor(scenario: Scenario, config: SynthConfig):
 def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicates: DuplicateFilter,
           reasons: Counter) -> tuple[list[dict], list[dict]]:
     """Split records into kept and dropped (with the reason), trimming a conversation spoiled late."""
-    topics = scenario.agent.topics if config.check_topics else ()
+    topics = _topics(scenario, config)
     keep, drop = [], []
     for record in records:
         metadata = record["metadata"]
