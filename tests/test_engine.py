@@ -155,3 +155,40 @@ def test_no_repeat_ngram_breaks_a_greedy_loop_alike_when_streamed_and_batched(en
     streamed = engine.chat(MESSAGES, blocked).text
     [batched] = engine.chat_batch([MESSAGES], blocked)
     assert streamed == batched and streamed != loose
+
+
+def test_dry_penalty_grows_with_the_run_it_would_extend_and_stops_at_breakers():
+    from lorebook.models.sampling import DryPenalty, Sampler, dry_penalties
+
+    options = GenerationOptions(dry_multiplier=0.8, dry_base=2.0, dry_allowed_length=2)
+    # "1 2 3 4 | ... 2 3": token 4 would extend a 2-token run ("2 3"), token 9 a 1-token run (free).
+    assert dry_penalties([1, 2, 3, 4, 8, 3, 9, 2, 3], options) == {4: 0.8}
+    # A longer run costs more: "1 2 3 4 ... 1 2 3" -> 4 extends 3 tokens: 0.8 * 2 ** 1.
+    assert dry_penalties([1, 2, 3, 4, 8, 1, 2, 3], options) == {4: 1.6}
+    # A run stops at a breaker: with 0 a breaker, "0 2 3" counts as the 2-token run "2 3".
+    assert dry_penalties([0, 2, 3, 4, 5, 0, 2, 3], options, frozenset({0})) == {4: 0.8}
+    assert dry_penalties([1, 2, 3, 4, 8, 1, 2, 3], options, frozenset({2})) == {}
+    assert dry_penalties([1, 2, 3, 4, 8, 1, 2, 3], options.updated(dry_multiplier=0.0)) == {}
+    sampler = Sampler(GenerationOptions(temperature=0, repetition_penalty=1.0, dry_multiplier=3.0,
+                                        dry_base=2.0, dry_allowed_length=2), seen=[1, 2, 3, 4, 8])
+    logits = torch.zeros(10)
+    logits[4], logits[5] = 2.0, 1.0
+    for token in (1, 2):
+        sampler.add(token)
+    assert sampler(logits.clone()) == 4  # 3 would extend "1 2" and is penalized; 4 was already likeliest
+    sampler.add(3)
+    assert sampler(logits.clone()) == 5  # 4 would repeat "1 2 3 4": 2.0 - 3.0 * 2 < 1.0
+    padded = torch.tensor([[0, 0, 1, 2, 3, 4, 8, 1, 2, 3]])
+    scores = DryPenalty(options, frozenset(), pad_id=0)(padded, torch.zeros(1, 10))
+    assert scores[0, 4] == pytest.approx(-1.6) and scores[0].count_nonzero() == 1
+
+
+def test_dry_breaks_a_greedy_loop_alike_when_streamed_and_batched(engine, monkeypatch):
+    # The random model loops on newlines, which are DRY breakers; without breakers that loop is a run.
+    monkeypatch.setattr(engine, "dry_breakers", frozenset(engine.stop_ids))
+    options = GenerationOptions(temperature=0, max_tokens=40, repetition_penalty=1.0)
+    loose = engine.chat(MESSAGES, options).text
+    dry = options.updated(dry_multiplier=2.0)
+    streamed = engine.chat(MESSAGES, dry).text
+    [batched] = engine.chat_batch([MESSAGES], dry)
+    assert streamed == batched and streamed != loose

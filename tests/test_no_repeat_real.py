@@ -1,4 +1,4 @@
-"""`no_repeat_ngram` on the real SmolLM2, in both engines: a greedy repetition is broken.
+"""`no_repeat_ngram` and DRY on the real SmolLM2, in both engines: a greedy repetition is broken.
 
 Where a greedy reply repeats itself depends on the engine (llama.cpp runs the GGUF's quantized weights,
 the torch engine de-quantized ones) and on the CPU's kernels (an AMD and an Intel machine give different
@@ -25,8 +25,9 @@ def repeated_pairs(text: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("blocking", ["no_repeat_ngram=2", "dry_multiplier=2.0"])
 @pytest.mark.parametrize("engine_name", ["llamacpp", "torch"])
-def test_no_repeat_ngram_breaks_a_repetition(engine_name):
+def test_no_repeat_ngram_and_dry_break_a_repetition(engine_name, blocking):
     if engine_name == "llamacpp":
         pytest.importorskip("llama_cpp", reason="the llamacpp engine is optional: pip install 'lorebook[fast]'")
     engine = load_engine("smollm2-135m", engine=engine_name)
@@ -37,6 +38,6 @@ def test_no_repeat_ngram_breaks_a_repetition(engine_name):
             break
     else:
         pytest.fail(f"no prompt made the greedy {engine_name} reply repeat itself; add one to PROMPTS")
-    blocked = engine.chat(messages, LOOSE.updated(no_repeat_ngram=2)).text
+    blocked = engine.chat(messages, GenerationOptions.parse_pairs([blocking], LOOSE)).text
     assert repeated_pairs(blocked) < repeated_pairs(loose), (loose, blocked)
     assert blocked.strip() and blocked != loose

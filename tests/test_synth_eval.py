@@ -35,6 +35,7 @@ def test_language_and_character_on_crafted_turns():
     assert not in_language("Good morning, your passport please, sir.", "es")
     assert in_language("Sí.", "es")  # too short to call, but a real answer
     assert not in_language("...", "es")  # nothing said is not Spanish
+    assert not in_language("Me gustaría darle un regalo. mantenimiento に通客 No lo haré.", "es")
     assert in_character("¿Lleva algo que declarar?")
     assert not in_character("Como IA, no puedo revisar su equipaje.")
     assert not in_character("As an AI language model I cannot do that.")
@@ -145,6 +146,22 @@ def test_run_compares_untuned_and_tuned(tmp_path):
     assert base["metrics"]["in_character"]["value"] == 0 and tuned["metrics"]["in_character"]["value"] == 1
     assert tuned["metrics"]["chrf"]["value"] > base["metrics"]["chrf"]["value"]
     assert len(tuned["conversations"]) == 2 and len(tuned["conversations"][0]) == 1 + 2 * 3
+
+
+def test_option_overrides_the_personas_sampling_and_bad_ones_are_refused():
+    from lorebook import paths
+    from lorebook.errors import InputError
+    from lorebook.synth.persona_eval import subjects
+
+    persona = paths.subdir("personas") / "officer-dry.yaml"
+    persona.write_text("name: officer-dry\nmodel: smollm2-135m\nadapters: [customs-es]\nsystem: Eres agente.\n"
+                       "options: {repetition_penalty: 1.15, no_repeat_ngram: 4}\n", encoding="utf-8")
+    base, tuned = subjects(PersonaEvalConfig(persona="officer-dry", options=["dry_multiplier=0.8"]))
+    for subject in (base, tuned):
+        assert subject.options.dry_multiplier == 0.8 and subject.options.no_repeat_ngram == 4
+        assert subject.options.repetition_penalty == 1.15 and subject.options.temperature == 0.0
+    with pytest.raises(InputError, match="bad option"):
+        subjects(PersonaEvalConfig(persona="officer-dry", options=["dryness=1"]))
 
 
 class RoleJudgeEngine:

@@ -82,9 +82,9 @@ def persona_table(result: dict):
     first = result["rows"][0]["metrics"]
     table.add_row("agent turns", *[str(row["metrics"]["language"]["n"]) for row in result["rows"]])
     table.add_row(f"in {result['language']} [95% CI]", *[_interval(row["metrics"]["language"]) for row in result["rows"]])
-    table.add_row("in character [95% CI]", *[_interval(row["metrics"]["in_character"]) for row in result["rows"]])
+    table.add_row("in character by the rules [95% CI]", *[_interval(row["metrics"]["in_character"]) for row in result["rows"]])
     if "on_topic" in first:
-        table.add_row("in character and on topic (agent.topics) [95% CI]",
+        table.add_row("answers as the agent: in character and on topic (agent.topics) [95% CI]",
                       *[_interval(row["metrics"]["on_topic"]) for row in result["rows"]])
     if check := result.get("topic_check"):
         table.add_row(f"topic rule on the scenario's {check['n']} labelled turns",
@@ -119,6 +119,7 @@ def persona_eval_command(
     conversations: int = typer.Option(0, "--conversations", help=EVAL_HELP["conversations"]),
     turns: int = typer.Option(10, "--turns", help=EVAL_HELP["turns"]),
     max_tokens: int = typer.Option(48, "--max-tokens", help=EVAL_HELP["max_tokens"]),
+    option: list[str] = typer.Option([], "--option", help=EVAL_HELP["options"]),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help=EVAL_HELP["baseline"]),
     judge: str = typer.Option(None, "--judge", help=EVAL_HELP["judge"]),
     out: Path = typer.Option(None, "--out", "-o", help="also save the result (metrics and every conversation) as JSON"),
@@ -131,7 +132,8 @@ def persona_eval_command(
 
     config = PersonaEvalConfig(persona=persona, scenario=str(scenario), adapters=list(adapter), model=model,
                                references=str(references) if references else None, conversations=conversations,
-                               turns=turns, max_tokens=max_tokens, baseline=baseline, judge=judge)
+                               turns=turns, max_tokens=max_tokens, options=list(option), baseline=baseline,
+                               judge=judge)
     result = run_persona_eval(config, progress=not as_json)
     if out:
         out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

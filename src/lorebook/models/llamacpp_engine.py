@@ -15,7 +15,7 @@ from lorebook.errors import AdapterError, ModelError
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message
 from lorebook.models.loader import load_tokenizer, validate_gguf
 from lorebook.models.registry import ModelSpec, gguf_path
-from lorebook.models.sampling import repeated_ngram_ends
+from lorebook.models.sampling import dry_breaker_ids, dry_penalties, repeated_ngram_ends
 
 
 @contextlib.contextmanager
@@ -44,17 +44,24 @@ def without_weight_repacking():
         llama_cpp.llama_model_default_params = original
 
 
-def reply_ngram_block(n: int, prompt_length: int) -> list | None:
-    """`no_repeat_ngram` as llama-cpp-python logits processors (it hands them every token so far)."""
-    if n < 2:
-        return None
+def logits_processors(options: GenerationOptions, prompt_length: int, breakers: frozenset[int]) -> list | None:
+    """`no_repeat_ngram` and DRY as llama-cpp-python logits processors (it hands them every token so far)."""
+    processors = []
+    if options.no_repeat_ngram > 1:
+        def block(input_ids, scores):
+            if banned := repeated_ngram_ends(input_ids[prompt_length:].tolist(), options.no_repeat_ngram):
+                scores[list(banned)] = -float("inf")
+            return scores
 
-    def block(input_ids, scores):
-        if banned := repeated_ngram_ends(list(input_ids[prompt_length:]), n):
-            scores[list(banned)] = -float("inf")
-        return scores
+        processors.append(block)
+    if options.dry_multiplier > 0:
+        def dry(input_ids, scores):
+            for token, penalty in dry_penalties(input_ids.tolist(), options, breakers).items():
+                scores[token] -= penalty
+            return scores
 
-    return [block]
+        processors.append(dry)
+    return processors or None
 
 
 class LlamaCppEngine(Engine):
@@ -67,6 +74,7 @@ class LlamaCppEngine(Engine):
         self.model_name = spec.name
         self.llm = llm
         self.tokenizer = tokenizer
+        self.dry_breakers = dry_breaker_ids(tokenizer)
         self.context_length = llm.n_ctx()
         self.last = Completion("", 0, 0, "stop")
 
@@ -114,7 +122,7 @@ class LlamaCppEngine(Engine):
             tokens, max_tokens=options.max_tokens, temperature=options.temperature, top_k=options.top_k,
             top_p=options.top_p, repeat_penalty=options.repetition_penalty, stop=stops, stream=True,
             seed=options.seed if options.seed is not None else -1,
-            logits_processor=reply_ngram_block(options.no_repeat_ngram, len(tokens)),
+            logits_processor=logits_processors(options, len(tokens), self.dry_breakers),
         ):
             choice = chunk["choices"][0]
             if choice["text"]:

@@ -20,7 +20,7 @@ from lorebook.models import fast_llama
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message, cut_at_stop, held_back
 from lorebook.models.loader import attach_adapters, load_model
 from lorebook.models.registry import ModelSpec
-from lorebook.models.sampling import ReplyNgramBlocker, Sampler
+from lorebook.models.sampling import DryPenalty, ReplyNgramBlocker, Sampler, dry_breaker_ids
 
 # A short, varied conversation whose activations calibrate int8 smoothing (fast_llama.smooth).
 CALIBRATION_CHAT = [
@@ -58,6 +58,7 @@ class TorchEngine(Engine):
             self.fast = fast_llama.FastLlama(model, self.context_length, quantize, calibration_ids=calibration)
         self.quantize = quantize if self.fast else "none"
         self.stop_ids = self._end_of_turn_ids()
+        self.dry_breakers = dry_breaker_ids(tokenizer) | self.stop_ids
         self.last = Completion("", 0, 0, "stop")
 
     @classmethod
@@ -143,7 +144,7 @@ class TorchEngine(Engine):
         if budget <= 0:
             raise ValueError(f"prompt of {len(ids)} tokens does not fit the {self.context_length}-token context")
         max_new = min(options.max_tokens, budget)
-        sampler = Sampler(options, ids)
+        sampler = Sampler(options, ids, self.dry_breakers)
         steps = self._steps(ids)
         logits = next(steps)
         generated: list[int] = []
@@ -202,11 +203,15 @@ class TorchEngine(Engine):
                 torch.manual_seed(options.seed)
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
+        processors = []
         if options.no_repeat_ngram > 1:
+            processors.append(ReplyNgramBlocker(options.no_repeat_ngram, batch["input_ids"].shape[1]))
+        if options.dry_multiplier > 0:
+            processors.append(DryPenalty(options, self.dry_breakers, tok.pad_token_id))
+        if processors:
             from transformers import LogitsProcessorList
 
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [ReplyNgramBlocker(options.no_repeat_ngram, batch["input_ids"].shape[1])])
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         with torch.inference_mode():
             out = self.model.generate(**batch, **kwargs)
         replies = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -58,6 +58,7 @@ class PersonaEvalConfig:
     conversations: int = field(default=0, metadata={"help": "simulated conversations (0 = one per script)"})
     turns: int = field(default=10, metadata={"help": "agent turns per simulated conversation"})
     max_tokens: int = field(default=48, metadata={"help": "reply budget per agent turn (tokens)"})
+    options: list[str] = field(default_factory=list, metadata={"help": "override one of the persona's sampling options, key=value (e.g. dry_multiplier=0.8); repeatable"})
     baseline: bool = field(default=True, metadata={"help": "also evaluate the persona without adapters"})
     judge: str | None = field(default=None, metadata={"help": "LLM judge of the role: a model name/path or an OpenAI-compatible URL (URL#model)"})
 
@@ -78,7 +79,10 @@ def subjects(config: PersonaEvalConfig) -> list[Subject]:
     persona = load_persona(config.persona)
     model = config.model or persona.model
     adapters = list(persona.adapters) + list(config.adapters)
-    options = persona.options.updated(temperature=0.0, max_tokens=config.max_tokens, seed=0)
+    from lorebook.models.engine import GenerationOptions
+
+    chosen = GenerationOptions.parse_pairs(config.options, persona.options)
+    options = chosen.updated(temperature=0.0, max_tokens=config.max_tokens, seed=0)
     tuned = Subject(f"{persona.name}" + (f" + {', '.join(adapters)}" if adapters else ""), model, adapters,
                     persona.system, options)
     if config.baseline and adapters:
@@ -130,9 +134,13 @@ def character_turns(chat: list[dict]) -> list[bool]:
 
 
 def in_language(text: str, language: str) -> bool:
-    """The turn is in `language`; a turn too short to call counts when it has words at all."""
+    """The turn is in `language`, with no letters of another script (the synth filter's rule: "Gracias.
+    mantenimiento に通客" is not Spanish); a turn too short to call counts when it has words at all."""
     from lorebook.redteam.graders import reply_language
+    from lorebook.synth.filters import foreign_script
 
+    if foreign_script(text, language):
+        return False
     found = reply_language(text)
     return found == language or (found == "und" and not is_degenerate(text))
 
