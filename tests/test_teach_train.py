@@ -282,3 +282,20 @@ def test_a_decoder_that_does_not_split_cleanly_trains_without_the_cache(tiny_mod
     result = teach(pack, "nocache", tiny_config(tiny_model_dir, top_layers=1), progress=False, probe=False)
     assert result.metrics["frozen_layer_cache"] == 0 and "cache disabled" in caplog.text
     assert all(".layers.1." in name for name in lora_weights("nocache"))
+
+
+def test_busy_cores_sees_a_spinning_process_at_once():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from lorebook.teach.config import busy_cores, idle_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        assert busy_cores(os.cpu_count(), seconds=0.5) >= 0.8  # now, not a minute later like the load average
+    finally:
+        spinner.kill()
+    assert 1 <= idle_cores() <= os.cpu_count()

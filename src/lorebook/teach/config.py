@@ -161,8 +161,30 @@ def idle_cores() -> int:
     With the cores busy, extra OpenMP threads spin-wait on each other: a training step ran 5-10x slower
     with two threads than with one at load 7, and batched evaluation 11 s/probe vs 1.5 s/probe."""
     cores = os.cpu_count() or 1
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(cores, cores - busy))
+    return max(1, min(cores, cores - round(busy_cores(cores))))
+
+
+def busy_cores(cores: int, seconds: float = 0.3) -> float:
+    """Cores in use right now, from two reads of /proc/stat `seconds` apart.
+
+    The load average would do where /proc is missing, but it trails by a minute: a run started just
+    after a build or another run would take it as still busy and keep one thread for hours."""
+    import time
+
+    def ticks() -> tuple[int, int] | None:
+        try:
+            values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(values), values[3] + (values[4] if len(values) > 4 else 0)  # all, idle + iowait
+
+    first = ticks()
+    if first is None:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    time.sleep(seconds)
+    second = ticks()
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return cores * (total - idle) / total if total > 0 else 0.0
 
 
 def coerce(name: str, value):
