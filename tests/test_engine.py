@@ -192,3 +192,15 @@ def test_dry_breaks_a_greedy_loop_alike_when_streamed_and_batched(engine, monkey
     streamed = engine.chat(MESSAGES, dry).text
     [batched] = engine.chat_batch([MESSAGES], dry)
     assert streamed == batched and streamed != loose
+
+
+def test_bf16_runs_the_transformers_forward_in_bfloat16(tiny_model_dir):
+    spec = resolve_model(str(tiny_model_dir))
+    model, tokenizer = load_model(spec)
+    engine = TorchEngine(spec, model, tokenizer, quantize="bf16", context_length=256)
+    assert engine.fast is None and engine.quantize == "bf16"
+    assert next(engine.model.parameters()).dtype == torch.bfloat16
+    options = GenerationOptions(temperature=0, max_tokens=8, repetition_penalty=1.0)
+    reply = engine.chat(MESSAGES, options)
+    assert reply.completion_tokens == 8 and engine.chat(MESSAGES, options).text == reply.text
+    assert len(engine.chat_batch([MESSAGES, MESSAGES[:1]], options)) == 2

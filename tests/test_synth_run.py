@@ -195,6 +195,11 @@ def test_resume_refuses_other_options(tmp_path):
     run_synth(scenario, SynthConfig(n=2, turns=2, batch_size=2), out, teacher=FakeTeacher(), progress=False)
     with pytest.raises(InputError, match="another scenario, teacher, seed"):
         run_synth(scenario, SynthConfig(n=2, turns=2, seed=5), out, teacher=FakeTeacher(), progress=False)
+    # How fast the teacher runs is not what was generated: threads and precision may change on resume.
+    more = SynthConfig(n=3, turns=2, batch_size=1, threads=1, precision="fp32")
+    assert run_synth(scenario, more, out, teacher=FakeTeacher(), progress=False)["generated_this_run"] == 1
+    with pytest.raises(InputError, match="--precision 'fp16' is unknown"):
+        run_synth(scenario, SynthConfig(n=3, turns=2, precision="fp16"), out, teacher=FakeTeacher(), progress=False)
 
 
 def test_batch_api_files_round_trip(tmp_path):

@@ -35,6 +35,7 @@ def synth_command(
                                        "into -o instead of generating (filters tightened after the fact)"),
     retries: int = typer.Option(DEFAULTS.retries, "--retries", help=HELP["retries"]),
     threads: int = typer.Option(0, "--threads", help=HELP["threads"]),
+    precision: str = typer.Option(DEFAULTS.precision, "--precision", help=HELP["precision"]),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Generate role-play conversations with a teacher playing both sides; filter, dedupe, resume."""
@@ -45,7 +46,8 @@ def synth_command(
     if teacher.startswith("batch:") or agent_teacher.startswith("batch:"):
         batch_size = n  # one Batch API file per turn covers every conversation
     config = SynthConfig(n=n, turns=turns, teacher=teacher, agent_teacher=agent_teacher, batch_size=batch_size, seed=seed, dedup=dedup,
-                         check_language=check_language, check_topics=check_topics, trim=trim, retries=retries, threads=threads)
+                         check_language=check_language, check_topics=check_topics, trim=trim, retries=retries, threads=threads,
+                         precision=precision)
     if refilter_path:
         report = refilter(scenario, config, refilter_path, out)
     else:

@@ -2,7 +2,7 @@
 
 Two paths share one loop. Llama-architecture models run through `FastLlama` (fused weights,
 in-place KV cache, int8 by default); anything else runs the transformers model step by step with
-its KV cache. Adapters are merged into the weights at load, so a taught model decodes as fast as
+its KV cache (`quantize="bf16"` puts every model on this path in bfloat16, for CPUs that compute it). Adapters are merged into the weights at load, so a taught model decodes as fast as
 the base. Batched generation for evaluation and data synthesis uses `transformers.generate` with
 left padding, where batching pays for the Python overhead.
 """
@@ -13,6 +13,7 @@ import copy
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -40,6 +41,16 @@ CALIBRATION_CHAT = [
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "</s>", "<|end|>")
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): there a bf16 forward runs 2-5x
+    faster than fp32 (a 400x1536x8960 matmul: 96 vs 235 ms on one Zen 4 core); elsewhere it is emulated, slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class TorchEngine(Engine):
     """Streaming generation on CPU with transformers weights."""
 
@@ -53,10 +64,12 @@ class TorchEngine(Engine):
         limit = getattr(model.config, "max_position_embeddings", context_length) or context_length
         self.context_length = min(limit, context_length)
         self.fast = None
-        if fast_llama.supports(model):
+        if quantize == "bf16":
+            self.model = model.to(torch.bfloat16)
+        elif fast_llama.supports(model):
             calibration = self.encode_prompt(self.render(CALIBRATION_CHAT, add_generation_prompt=False))
             self.fast = fast_llama.FastLlama(model, self.context_length, quantize, calibration_ids=calibration)
-        self.quantize = quantize if self.fast else "none"
+        self.quantize = quantize if self.fast or quantize == "bf16" else "none"
         self.stop_ids = self._end_of_turn_ids()
         self.dry_breakers = dry_breaker_ids(tokenizer) | self.stop_ids
         self.last = Completion("", 0, 0, "stop")

@@ -27,6 +27,8 @@ from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter,
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
 from lorebook.synth.teachers import SideTeachers, make_teacher
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 @dataclass
 class SynthConfig:
@@ -54,10 +56,15 @@ class SynthConfig:
         "help": "generate a turn that fails the filters again, up to this many times, before the conversation "
                 "is trimmed or dropped there (0 = never)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads for a local teacher (0 = idle cores)"})
+    precision: str = field(default="auto", metadata={
+        "help": "a local teacher's weights: bf16, fp32, or auto (bf16 where the CPU has AVX512-BF16 or AMX, "
+                "2-5x faster there)"})
 
     def validate(self) -> None:
         if self.n < 1 or self.turns < 1 or self.batch_size < 1:
             raise InputError("-n, --turns and --batch-size must be at least 1", "e.g. -n 100 --turns 10")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision {self.precision!r} is unknown", "use auto, bf16 or fp32")
         if self.retries < 0:
             raise InputError(f"--retries {self.retries} is negative", "use 0 (no retries) or more, e.g. --retries 2")
         if not 0 < self.dedup <= 1:
@@ -70,7 +77,7 @@ def sidecar(out: Path, suffix: str) -> Path:
 
 def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
     text = Path(scenario.source).read_bytes() if scenario.source else b""
-    kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads")}
+    kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads", "precision")}
     return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -235,6 +242,9 @@ def _engine_loader(config: SynthConfig):
         from lorebook.models.engine import load_engine
         from lorebook.teach.config import idle_cores
 
-        return load_engine(model, threads=config.threads or idle_cores())
+        from lorebook.models.torch_engine import native_bf16
+
+        bf16 = config.precision == "bf16" or (config.precision == "auto" and native_bf16())
+        return load_engine(model, threads=config.threads or idle_cores(), **({"quantize": "bf16"} if bf16 else {}))
 
     return load
