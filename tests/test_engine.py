@@ -148,10 +148,13 @@ def test_no_repeat_ngram_counts_the_reply_not_the_prompt():
     assert torch.isinf(scores[0, 7])
 
 
-def test_no_repeat_ngram_breaks_a_greedy_loop_alike_when_streamed_and_batched(engine):
+@pytest.mark.parametrize("blocking", [{"no_repeat_ngram": 2}, {"dry_multiplier": 2.0}])
+def test_blocking_breaks_a_greedy_loop_alike_when_streamed_and_batched(engine, monkeypatch, blocking):
+    # The random model loops on newlines, which are DRY breakers; without breakers that loop is a run.
+    monkeypatch.setattr(engine, "dry_breakers", frozenset(engine.stop_ids))
     options = GenerationOptions(temperature=0, max_tokens=40, repetition_penalty=1.0)
     loose = engine.chat(MESSAGES, options).text
-    blocked = options.updated(no_repeat_ngram=2)
+    blocked = options.updated(**blocking)
     streamed = engine.chat(MESSAGES, blocked).text
     [batched] = engine.chat_batch([MESSAGES], blocked)
     assert streamed == batched and streamed != loose
@@ -181,17 +184,6 @@ def test_dry_penalty_grows_with_the_run_it_would_extend_and_stops_at_breakers():
     padded = torch.tensor([[0, 0, 1, 2, 3, 4, 8, 1, 2, 3]])
     scores = DryPenalty(options, frozenset(), pad_id=0)(padded, torch.zeros(1, 10))
     assert scores[0, 4] == pytest.approx(-1.6) and scores[0].count_nonzero() == 1
-
-
-def test_dry_breaks_a_greedy_loop_alike_when_streamed_and_batched(engine, monkeypatch):
-    # The random model loops on newlines, which are DRY breakers; without breakers that loop is a run.
-    monkeypatch.setattr(engine, "dry_breakers", frozenset(engine.stop_ids))
-    options = GenerationOptions(temperature=0, max_tokens=40, repetition_penalty=1.0)
-    loose = engine.chat(MESSAGES, options).text
-    dry = options.updated(dry_multiplier=2.0)
-    streamed = engine.chat(MESSAGES, dry).text
-    [batched] = engine.chat_batch([MESSAGES], dry)
-    assert streamed == batched and streamed != loose
 
 
 def test_bf16_runs_the_transformers_forward_in_bfloat16(tiny_model_dir):
