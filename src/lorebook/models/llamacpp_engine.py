@@ -15,7 +15,7 @@ from lorebook.errors import AdapterError, ModelError
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message
 from lorebook.models.loader import load_tokenizer, validate_gguf
 from lorebook.models.registry import ModelSpec, gguf_path
-from lorebook.models.sampling import dry_breaker_ids, dry_penalties, repeated_ngram_ends
+from lorebook.models.sampling import apply_dry, dry_breaker_ids, repeated_ngram_ends
 
 
 @contextlib.contextmanager
@@ -56,8 +56,7 @@ def logits_processors(options: GenerationOptions, prompt_length: int, breakers: 
         processors.append(block)
     if options.dry_multiplier > 0:
         def dry(input_ids, scores):
-            for token, penalty in dry_penalties(input_ids.tolist(), options, breakers).items():
-                scores[token] -= penalty
+            apply_dry(scores, input_ids.tolist(), options, breakers)
             return scores
 
         processors.append(dry)

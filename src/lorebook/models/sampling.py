@@ -121,11 +121,11 @@ def dry_penalties(tokens: list[int], options: GenerationOptions, breakers: froze
             for token, length in longest.items() if length >= options.dry_allowed_length}
 
 
-def apply_dry(logits: torch.Tensor, tokens: list[int], options: GenerationOptions, breakers: frozenset[int]) -> None:
-    """Subtract the DRY penalties from one logits vector in place."""
-    if penalties := dry_penalties(tokens, options, breakers):
-        index = torch.tensor(list(penalties), dtype=torch.long)
-        logits[index] -= torch.tensor(list(penalties.values()), dtype=logits.dtype)
+def apply_dry(logits, tokens: list[int], options: GenerationOptions, breakers: frozenset[int]) -> None:
+    """Subtract the DRY penalties from one logits vector in place (a torch tensor, or the numpy array that
+    llama-cpp-python hands its logits processors); only the few tokens that would extend a run change."""
+    for token, penalty in dry_penalties(tokens, options, breakers).items():
+        logits[token] -= penalty
 
 
 class DryPenalty:

@@ -2,8 +2,8 @@
 
 Two paths share one loop. Llama-architecture models run through `FastLlama` (fused weights,
 in-place KV cache, int8 by default); anything else runs the transformers model step by step with
-its KV cache (`quantize="bf16"` puts every model on this path in bfloat16, for CPUs that compute it). Adapters are merged into the weights at load, so a taught model decodes as fast as
-the base. Batched generation for evaluation and data synthesis uses `transformers.generate` with
+its KV cache (`quantize="bf16"` puts every model on this path in bfloat16, for CPUs that compute it).
+Adapters are merged into the weights at load, so a taught model decodes as fast as the base. Batched generation for evaluation and data synthesis uses `transformers.generate` with
 left padding, where batching pays for the Python overhead.
 """
 

@@ -240,9 +240,8 @@ def _record(scenario: Scenario, conversation: Conversation, config: SynthConfig,
 def _engine_loader(config: SynthConfig):
     def load(model: str):
         from lorebook.models.engine import load_engine
-        from lorebook.teach.config import idle_cores
-
         from lorebook.models.torch_engine import native_bf16
+        from lorebook.teach.config import idle_cores
 
         bf16 = config.precision == "bf16" or (config.precision == "auto" and native_bf16())
         return load_engine(model, threads=config.threads or idle_cores(), **({"quantize": "bf16"} if bf16 else {}))
