@@ -1,11 +1,13 @@
-"""Conversations per minute with the teacher in bfloat16 vs float32, same conversations, one run.
+"""Conversations per minute with the teacher in bfloat16 vs float32 vs llama.cpp, same conversations, one run.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/synth_precision.py --model gemma3-270m -n 16 --turns 4 --threads 2
 
 Both runs generate the same scenario's conversations (same seeds, batched, same filters) with the same
 teacher loaded twice: once with float32 weights (what `lorebook synth --precision fp32` does), once in
 bfloat16 (`--precision bf16`, the default where the CPU has AVX512-BF16 or AMX). The texts differ a
-little (different rounding), so the kept counts are shown beside the speed.
+little (different rounding), so the kept counts are shown beside the speed. `--rows fp32,bf16,llamacpp` adds
+llama.cpp (`--engine llamacpp`: the GGUF as quantized, one conversation at a time), the choice on CPUs
+whose bfloat16 is emulated.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ from lorebook.synth.teachers import LocalTeacher
 EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
 
 
-def measure(scenario, model: str, quantize: str, n: int, turns: int, threads: int) -> dict:
-    engine = load_engine(model, threads=threads, quantize=quantize)
+ROWS = {"fp32": ("float32", {"quantize": "none"}), "bf16": ("bfloat16", {"quantize": "bf16"}),
+        "llamacpp": ("llama.cpp", {"engine": "llamacpp"})}
+
+
+def measure(scenario, model: str, load_options: dict, n: int, turns: int, threads: int) -> dict:
+    engine = load_engine(model, threads=threads, **load_options)
+    batched = "engine" not in load_options
     with tempfile.TemporaryDirectory() as folder:
-        config = SynthConfig(n=n, turns=turns, batch_size=n, teacher="bench")
+        config = SynthConfig(n=n, turns=turns, batch_size=n if batched else 1, teacher="bench")
         started = time.perf_counter()
-        report = run_synth(scenario, config, Path(folder) / "convs.jsonl", teacher=LocalTeacher(engine, True),
+        report = run_synth(scenario, config, Path(folder) / "convs.jsonl", teacher=LocalTeacher(engine, batched),
                            progress=False)
         seconds = time.perf_counter() - started
     del engine
@@ -48,16 +55,22 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=16, help="conversations, all in one batch")
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rows", default="fp32,bf16", help="comma-separated: fp32, bf16, llamacpp (fp32 first)")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
-    rows = {name: measure(scenario, args.model, quantize, args.n, args.turns, args.threads)
-            for name, quantize in (("float32", "none"), ("bfloat16", "bf16"))}
-    print(f"teacher {args.model}, {args.n} conversations x {args.turns} turns in one batch, {args.threads} thread(s), "
-          f"native bf16: {native_bf16()}")
-    print(f"{'weights':<10}{'seconds':>9}{'conv/min':>10}{'kept':>6}")
+    chosen = [name.strip() for name in args.rows.split(",")]
+    if unknown := [name for name in chosen if name not in ROWS]:
+        parser.error(f"unknown rows {unknown}: use {', '.join(ROWS)}")
+    rows = {ROWS[name][0]: measure(scenario, args.model, ROWS[name][1], args.n, args.turns, args.threads)
+            for name in chosen}
+    print(f"teacher {args.model}, {args.n} conversations x {args.turns} turns (torch: one batch), {args.threads} "
+          f"thread(s), native bf16: {native_bf16()}")
+    print(f"{'teacher':<10}{'seconds':>9}{'conv/min':>10}{'kept':>6}")
     for name, row in rows.items():
         print(f"{name:<10}{row['seconds']:>9.1f}{row['per_minute']:>10.2f}{row['kept']:>6}")
-    print(f"bfloat16 / float32: {rows['bfloat16']['per_minute'] / rows['float32']['per_minute']:.2f}x")
+    first = next(iter(rows))
+    for name, row in list(rows.items())[1:]:
+        print(f"{name} / {first}: {row['per_minute'] / rows[first]['per_minute']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,19 @@ def test_on_topic_share_and_the_rule_on_labelled_turns():
     assert check["n"] == 3 and check["value"] == pytest.approx(2 / 3)
 
 
+def test_agenda_coverage_counts_what_the_agent_asked():
+    agenda = load_scenario(EXAMPLE).agent.agenda
+    interview = chat("Buenos días. Su pasaporte, por favor.", "¿Cuál es el motivo de su viaje?",
+                     "¿Cuántos días se queda?", "¿Lleva algo que declarar?")
+    shop = chat("¡Bienvenido! ¿En qué puedo ayudarle?", "Tenemos productos de Madrid a buen precio.")
+    traveller_says_it = [{"role": "user", "content": "Aquí tiene mi pasaporte, vengo de vacaciones."},
+                         {"role": "assistant", "content": "Muy bien."}]
+    scores = score_conversations([interview, shop, traveller_says_it], "es", agenda=agenda)
+    assert scores["agenda_steps"]["pasaport"]["k"] == 1 and scores["agenda_steps"]["declar"]["k"] == 1
+    assert scores["agenda"]["value"] == pytest.approx(1 / 3) and scores["agenda"]["n"] == 3
+    assert "agenda" not in score_conversations([interview], "es")
+
+
 def test_scripts_cycle_to_the_requested_size():
     scenario = load_scenario(EXAMPLE)
     lines = scripts(scenario, 8, 12)

@@ -40,3 +40,22 @@ def test_real_teacher_conversations_and_persona_eval(tmp_path):
     assert metrics["chrf"]["n"] >= 1 and 0 <= metrics["chrf"]["value"] <= 100
     perplexity = metrics["perplexity"]["value"]
     assert math.isfinite(perplexity) and 1 < perplexity < 50_000
+
+
+@pytest.mark.slow
+def test_llamacpp_teacher_writes_conversations(tmp_path):
+    """`--engine llamacpp`: the GGUF as quantized, conversations one at a time, through the same runner."""
+    pytest.importorskip("llama_cpp")
+    from lorebook.synth.runner import SynthConfig, run_synth
+    from lorebook.synth.scenario import load_scenario
+
+    scenario = load_scenario(EXAMPLE)
+    scenario.agent.max_tokens = scenario.traveller.max_tokens = 16
+    out = tmp_path / "convs.jsonl"
+    config = SynthConfig(n=2, turns=3, batch_size=2, teacher="smollm2-135m", engine="llamacpp", threads=1,
+                         check_language=False, check_topics=False, dedup=1.0, retries=0)
+    report = run_synth(scenario, config, out, progress=False)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert report["kept"] + report["dropped"] == 2 and records
+    assert all(r["metadata"]["teacher"] == "local:smollm2-135m" for r in records)
+    assert all(t["text"].strip() for r in records for t in r["metadata"]["turns"])

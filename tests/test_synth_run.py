@@ -195,11 +195,13 @@ def test_resume_refuses_other_options(tmp_path):
     run_synth(scenario, SynthConfig(n=2, turns=2, batch_size=2), out, teacher=FakeTeacher(), progress=False)
     with pytest.raises(InputError, match="another scenario, teacher, seed"):
         run_synth(scenario, SynthConfig(n=2, turns=2, seed=5), out, teacher=FakeTeacher(), progress=False)
-    # How fast the teacher runs is not what was generated: threads and precision may change on resume.
-    more = SynthConfig(n=3, turns=2, batch_size=1, threads=1, precision="fp32")
+    # How fast the teacher runs is not what was generated: threads, precision, engine may change on resume.
+    more = SynthConfig(n=3, turns=2, batch_size=1, threads=1, precision="fp32", engine="llamacpp")
     assert run_synth(scenario, more, out, teacher=FakeTeacher(), progress=False)["generated_this_run"] == 1
     with pytest.raises(InputError, match="--precision 'fp16' is unknown"):
         run_synth(scenario, SynthConfig(n=3, turns=2, precision="fp16"), out, teacher=FakeTeacher(), progress=False)
+    with pytest.raises(InputError, match="--engine 'vllm' is unknown"):
+        run_synth(scenario, SynthConfig(n=3, turns=2, engine="vllm"), out, teacher=FakeTeacher(), progress=False)
 
 
 def test_batch_api_files_round_trip(tmp_path):
@@ -254,3 +256,18 @@ def test_local_teacher_batched_on_a_tiny_model(tiny_model_dir, tmp_path):
                        teacher=LocalTeacher(engine), progress=False)
     assert report["kept"] + report["dropped"] == 3
     assert report["conversations_per_minute"] > 0
+
+
+def test_turn_rules_catch_role_breaks_and_near_repeats():
+    from lorebook.synth.filters import turn_problem
+
+    topics = load_scenario(EXAMPLE).agent.topics
+    asked = [{"role": "agent", "text": "¿En qué ciudad se encuentra su pasaporte, señor?"},
+             {"role": "traveller", "text": "No lo sé."}]
+    assert turn_problem(asked, "agent", "Por favor, ¿en qué ciudad se encuentra su pasaporte?", "es",
+                        topics=topics) == "looping_turn"
+    assert turn_problem(asked, "agent", "¿Cuál es el motivo de su viaje a España?", "es", topics=topics) is None
+    assert turn_problem([], "agent", "Lo siento, pero como una inteligencia artificial no puedo revisar su pasaporte.",
+                        "es", topics=topics) == "out_of_character"
+    said = [{"role": "traveller", "text": "Vengo por turismo, unos tres días."}]
+    assert turn_problem(said, "traveller", "Vengo por turismo, unos cuatro días.", "es") is None  # only the agent

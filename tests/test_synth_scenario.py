@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lorebook.errors import InputError
-from lorebook.synth.dialogue import Conversation, clean_turn, closing, speaker, view
+from lorebook.synth.dialogue import Conversation, clean_turn, closing, next_step, speaker, view
 from lorebook.synth.scenario import load_scenario, sample_attributes, sample_sampling
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
@@ -50,6 +50,9 @@ def test_shipped_example_loads_with_scripts():
     (lambda d: d["traveller"].update(openers=[]), "traveller.openers"),
     (lambda d: d["agent"].update(topics="pasaporte"), "agent.topics"),
     (lambda d: d["agent"].update(topics=["pasaporte", "¿?"]), "agent.topics"),
+    (lambda d: d["agent"].update(agenda=["Pide el pasaporte."]), "agent.agenda[1]"),
+    (lambda d: d["agent"].update(agenda=[{"step": "x", "done": "pasaporte"}]), "agent.agenda[1].done"),
+    (lambda d: d["agent"].update(agenda=[{"step": "Pregunta por {planet}."}]), "agent.agenda[1].step"),
 ])
 def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
     data = minimal()
@@ -96,3 +99,27 @@ def test_turn_cleaning_and_closings(tmp_path):
     assert clean_turn("  \n") == ""
     assert closing(scenario.agent, "Muy bien. Bienvenido a España.") == "admitted"
     assert closing(scenario.agent, "¿Algo que declarar?") is None
+
+
+def test_the_agenda_hints_the_first_step_no_turn_has_covered(tmp_path):
+    data = minimal()
+    data["agent"].update(hints="Hoy eres {mood}.", agenda=[
+        {"step": "Pide el pasaporte.", "done": ["pasaport", "passport"]},
+        {"step": "Pregunta el motivo del viaje.", "done": ["motivo", "vacacion"]},
+        {"step": "Despide al viajero de {country}."},
+    ])
+    scenario = load_scenario(write(tmp_path, data))
+    conversation = Conversation(0, {"country": "Japón", "mood": "tranquilo"}, {})
+    conversation.turns = [{"role": "traveller", "text": "Hola."}]
+    assert next_step(scenario.agent, conversation) == "Pide el pasaporte."
+    agent = view(scenario, conversation, "agent")
+    assert agent[0]["content"] == "Eres agente de aduanas."  # one prefix for every conversation
+    assert agent[-1]["content"] == "Hola.\n\nHoy eres tranquilo. Pide el pasaporte."
+    conversation.turns.append({"role": "agent", "text": "¿Su PASAPORTE, por favor?"})
+    assert next_step(scenario.agent, conversation) == "Pregunta el motivo del viaje."
+    conversation.turns.append({"role": "traveller", "text": "Aquí tiene. Vengo de vacaciones."})
+    assert next_step(scenario.agent, conversation) == "Despide al viajero de Japón."
+    assert "Despide" not in view(scenario, conversation, "traveller")[-1]["content"]
+    scenario.agent.hints = "[Nota: {step}]"
+    assert view(scenario, conversation, "agent")[-1]["content"].endswith("[Nota: Despide al viajero de Japón.]")
+    assert next_step(scenario.traveller, conversation) == ""

@@ -36,6 +36,7 @@ def synth_command(
     retries: int = typer.Option(DEFAULTS.retries, "--retries", help=HELP["retries"]),
     threads: int = typer.Option(0, "--threads", help=HELP["threads"]),
     precision: str = typer.Option(DEFAULTS.precision, "--precision", help=HELP["precision"]),
+    engine: str = typer.Option(DEFAULTS.engine, "--engine", help=HELP["engine"]),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Generate role-play conversations with a teacher playing both sides; filter, dedupe, resume."""
@@ -47,7 +48,7 @@ def synth_command(
         batch_size = n  # one Batch API file per turn covers every conversation
     config = SynthConfig(n=n, turns=turns, teacher=teacher, agent_teacher=agent_teacher, batch_size=batch_size, seed=seed, dedup=dedup,
                          check_language=check_language, check_topics=check_topics, trim=trim, retries=retries, threads=threads,
-                         precision=precision)
+                         precision=precision, engine=engine)
     if refilter_path:
         report = refilter(scenario, config, refilter_path, out)
     else:
@@ -88,6 +89,12 @@ def persona_table(result: dict):
     if "on_topic" in first:
         table.add_row("answers as the agent: in character and on topic (agent.topics) [95% CI]",
                       *[_interval(row["metrics"]["on_topic"]) for row in result["rows"]])
+    if "agenda" in first:
+        table.add_row("interview steps the agent asked, per conversation (agent.agenda) [95% CI]",
+                      *[_interval(row["metrics"]["agenda"]) for row in result["rows"]])
+        table.add_row("conversations that asked each step", *[", ".join(
+            f"{name} {step['k']}/{step['n']}" for name, step in row["metrics"]["agenda_steps"].items())
+            for row in result["rows"]])
     if check := result.get("topic_check"):
         table.add_row(f"topic rule on the scenario's {check['n']} labelled turns",
                       *[f"{check['value']:.0%} right, κ {check['kappa']:.2f}" for _ in result["rows"]])

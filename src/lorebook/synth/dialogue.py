@@ -2,7 +2,11 @@
 
 Each side sees the conversation from its own point of view: its own turns as `assistant`, the other
 side's as `user`, under its own system prompt (filled with the sampled attributes), its teacher-only
-hints and its few-shot examples. Every conversation of a batch has the same speaker at the same turn,
+few-shot examples, and its teacher-only hints with the first step of its agenda that no turn has covered
+yet (small teachers asked to "play an officer" drift into a shop assistant's small talk; a concrete next
+step keeps them on the job; `{step}` in the hints places it). The hints go after the other side's last
+line, not into the system prompt: next to the reply they are followed, and the system prompt and examples stay one prefix
+that llama.cpp evaluates once for every conversation rather than once per call. Every conversation of a batch has the same speaker at the same turn,
 so one round is one `Teacher.generate` call. A conversation ends when a side says one of its closing
 phrases (the outcome is recorded) or at the turn limit.
 """
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 
 from lorebook.models.engine import GenerationOptions
 from lorebook.synth.scenario import Scenario, Side, fill
+from lorebook.synth.topics import normalize_words
 
 LABEL = re.compile(r"^\s*(agente|agent|officer|oficial|viajero|viajera|traveller|traveler|model|user|marta)\s*:\s*",
                    re.IGNORECASE)
@@ -45,14 +50,33 @@ def speaker(scenario: Scenario, turn: int) -> str:
 def view(scenario: Scenario, conversation: Conversation, role: str) -> list[dict]:
     """The chat messages `role` sees before speaking: prompt, hints, few-shot examples, then the turns."""
     side: Side = getattr(scenario, role)
-    system = fill(side.system, conversation.attributes)
-    hints = fill(side.hints, conversation.attributes)
-    messages = [{"role": "system", "content": f"{system}\n{hints}" if hints else system}]
+    step = next_step(side, conversation)
+    if "{step}" in side.hints:
+        hints = fill(side.hints, {**conversation.attributes, "step": step})
+    else:
+        hints = " ".join(h for h in (fill(side.hints, conversation.attributes), step) if h)
+    messages = [{"role": "system", "content": fill(side.system, conversation.attributes)}]
     for other_line, own_line in side.examples:
         messages += [{"role": "user", "content": other_line}, {"role": "assistant", "content": own_line}]
     for turn in conversation.turns:
         messages.append({"role": "assistant" if turn["role"] == role else "user", "content": turn["text"]})
+    if hints and messages[-1]["role"] == "user":
+        messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{hints}"}
+    elif hints:
+        messages[0]["content"] += f"\n{hints}"
     return messages
+
+
+def next_step(side: Side, conversation: Conversation) -> str:
+    """The first agenda step that no turn of either side has covered yet ('' without an agenda).
+
+    Both sides count: a traveller who opens with "here is my passport" has covered the passport step,
+    and an officer asking for it again would sound scripted."""
+    said = {word for turn in conversation.turns for word in normalize_words(turn["text"])}
+    for step, done in side.agenda:
+        if not done or not any(word.startswith(d) for word in said for d in done):
+            return fill(step, conversation.attributes)
+    return ""
 
 
 def clean_turn(text: str) -> str:

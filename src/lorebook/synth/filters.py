@@ -1,8 +1,9 @@
 """Filters that decide which generated conversations are worth training on, and say why others were not.
 
-Per turn: empty turns, looping turns (one n-gram covering half a long turn, or a side repeating its own
-earlier line), agent turns not in the scenario's language (py3langid restricted to likely
-languages; turns too short to call pass) and, when the scenario lists `agent.topics`, agent turns that
+Per turn: empty turns, looping turns (one n-gram covering half a long turn, a side repeating one of its
+earlier lines, or the agent nearly so: word 3-gram Jaccard >= 0.5, the rule `eval --persona` scores by), agent turns not in
+the scenario's language (py3langid restricted to likely languages; turns too short to call pass), agent
+turns that admit being an AI or leave the role (evaluate.behaviour.ROLE_BREAKS) and, when the scenario lists `agent.topics`, agent turns that
 use none of them (synth.topics). A conversation spoiled late is trimmed to the good turns before
 the problem when enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
 kept, by Jaccard similarity of word 3-gram shingles.
@@ -16,6 +17,7 @@ from lorebook.evaluate.behaviour import is_empty, is_loop
 from lorebook.synth.topics import normalize_words, on_topic
 
 DEFAULT_DUPLICATE_THRESHOLD = 0.7
+REPEAT_THRESHOLD = 0.5  # a turn sharing half its word 3-grams with one of the side's earlier turns says it again
 MIN_AGENT_TURNS = 2  # a trimmed conversation shorter than this teaches too little of the role
 # Languages written in Latin script: a Cyrillic or CJK word in their turns is a small model's stray
 # continuation ("… aquí. Меня зовут"), which the language identifier misses when the rest is Spanish.
@@ -31,19 +33,24 @@ def foreign_script(text: str, language: str) -> bool:
 
 def turn_problem(previous: list[dict], role: str, text: str, language: str, check_language: bool = True,
                  topics: tuple[str, ...] = ()) -> str | None:
-    """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, off_topic), or None.
+    """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, out_of_character: an
+    AI admission or role break, off_topic), or None.
 
     `previous` are the turns before it (a side repeating one of its own earlier lines is looping)."""
-    from lorebook.redteam.graders import reply_language
+    from lorebook.redteam.graders import reply_language, role_breaks
     if is_empty(text):
         return "empty_turn"
-    normal = " ".join(text.lower().split())
-    if is_loop(text) or any(t["role"] == role and " ".join(t["text"].lower().split()) == normal for t in previous):
+    normal, fingerprint = " ".join(text.lower().split()), shingles([{"text": text}])
+    own = [t for t in previous if t["role"] == role]
+    if is_loop(text) or any(" ".join(t["text"].lower().split()) == normal for t in own) or (
+            role == "agent" and any(jaccard(fingerprint, shingles([t])) >= REPEAT_THRESHOLD for t in own)):
         return "looping_turn"
     if role != "agent":
         return None
     if check_language and (foreign_script(text, language) or reply_language(text) not in ("und", language)):
         return "wrong_language"
+    if role_breaks(text, None, True):
+        return "out_of_character"
     if not on_topic(text, topics):
         return "off_topic"
     return None

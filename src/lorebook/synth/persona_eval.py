@@ -33,7 +33,7 @@ from lorebook.evaluate.behaviour import is_degenerate
 from lorebook.evaluate.stats import bootstrap_mean, share
 from lorebook.synth.dialogue import LABEL
 from lorebook.synth.scenario import load_scenario
-from lorebook.synth.topics import check_topics, on_topic
+from lorebook.synth.topics import check_topics, normalize_words, on_topic
 
 TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
 # Returning a greeting ("Buenas tardes." → "Buenas tardes. Su pasaporte…") is not parroting the traveller.
@@ -114,7 +114,6 @@ def character_turns(chat: list[dict]) -> list[bool]:
     an earlier turn): a tuned small model that answers every line with the same loop passes the per-turn
     rules ten times over."""
     from lorebook.synth.filters import jaccard, shingles
-    from lorebook.synth.topics import normalize_words
 
     flags, earlier, heard = [], [], ""
     for message in chat:
@@ -218,9 +217,20 @@ def _perplexity_interval(totals: list[tuple[float, int]], samples: int = 1000, s
             "ci": [values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]]}
 
 
-def score_conversations(chats: list[list[dict]], language: str, topics: tuple[str, ...] = ()) -> dict:
+def agenda_steps(chat: list[dict], agenda) -> list[bool]:
+    """For each agenda step with done words: did the agent's own turns cover it in this conversation?
+
+    What a shop assistant who speaks fluent Spanish and drops a job word now and then does not do: ask
+    for the passport, the purpose, the stay and the declaration. The traveller's words do not count here
+    (they do when synth picks the teacher's next step): the persona must ask."""
+    said = {word for m in chat if m["role"] == "assistant" for word in normalize_words(m["content"])}
+    return [any(word.startswith(d) for word in said for d in done) for _, done in agenda if done]
+
+
+def score_conversations(chats: list[list[dict]], language: str, topics: tuple[str, ...] = (), agenda=()) -> dict:
     """Language and character shares over all agent turns, the language share at each turn index and, when
-    the scenario lists agent.topics, the share of turns in character that also use one of them."""
+    the scenario lists agent.topics, the share of turns in character that also use one of them; with an
+    agent.agenda, the mean share of its steps each conversation covered and each step's share."""
     agent = [[m["content"] for m in chat if m["role"] == "assistant"] for chat in chats]
     flat = [text for replies in agent for text in replies]
     character = [flag for chat in chats for flag in character_turns(chat)]
@@ -231,6 +241,11 @@ def score_conversations(chats: list[list[dict]], language: str, topics: tuple[st
               "language_by_turn": [p["value"] for p in per_turn]}
     if topics:
         scores["on_topic"] = share([flag and on_topic(t, topics) for t, flag in zip(flat, character)])
+    covered = [agenda_steps(chat, agenda) for chat in chats]
+    if covered and covered[0]:
+        scores["agenda"] = bootstrap_mean([sum(c) / len(c) for c in covered])
+        names = [done[0] for _, done in agenda if done]
+        scores["agenda_steps"] = {name: share([c[i] for c in covered]) for i, name in enumerate(names)}
     return scores
 
 
@@ -289,7 +304,7 @@ def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_lo
     for subject in subjects(config):
         engine = loader(subject)
         chats = simulate(engine, subject, lines, progress)
-        metrics = score_conversations(chats, scenario.language, scenario.agent.topics)
+        metrics = score_conversations(chats, scenario.language, scenario.agent.topics, scenario.agent.agenda)
         if references:
             metrics["chrf"] = reference_chrf(engine, subject, references)
             metrics["perplexity"] = reference_perplexity(engine, references, subject.system)

@@ -5,10 +5,13 @@
     opening: traveller                 # who speaks first: traveller | agent
     agent:
       system: "Eres Marta García…"     # kept in the training data (the persona will chat under it)
-      hints: "Eres {strictness}."      # teacher-only, formatted with the attributes
+      hints: "[Hoy eres {strictness}. {step}]"  # teacher-only, after the other side's line; {step}: the agenda's
       examples: [[user, reply], …]     # teacher-only few-shot exchanges (base models need them)
       closings: ["bienvenido a españa", …]   # phrases that end the conversation, by outcome
       topics: [pasaporte, viaj, declarar, …] # word beginnings of the job: a turn with none is off topic
+      agenda:                          # teacher-only: the next step not yet covered is added to the hints
+        - {step: "Pide el pasaporte.", done: [pasaport, passport]}   # covered once a turn uses a done word
+        - {step: "Cierra la entrevista."}                            # no done words: stays until the end
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
@@ -36,7 +39,7 @@ from lorebook.synth.topics import normalize_words
 
 OPENINGS = ("traveller", "agent")
 TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
-SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens", "topics"}
+SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens", "topics", "agenda"}
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Side:
     language: str | None = None
     max_tokens: int = 48
     topics: tuple[str, ...] = ()  # normalized word beginnings (see synth.topics)
+    agenda: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, normalized done words)
 
 
 @dataclass
@@ -101,7 +105,7 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     if not isinstance(openers, list) or not all(isinstance(o, str) and o.strip() for o in openers):
         raise _fail(path, f"{key}.openers", "must be a list of lines", "e.g. openers: ['Buenos días.']")
     for name in ("system", "hints"):
-        missing = _placeholders(raw.get(name) or "") - set(attributes)
+        missing = _placeholders(raw.get(name) or "") - set(attributes) - ({"step"} if name == "hints" else set())
         if missing:
             raise _fail(path, f"{key}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
                         "add them under attributes: or remove the {placeholders}")
@@ -114,7 +118,27 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
                     "e.g. topics: [pasaporte, viaj, declarar]")
     return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
                 {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens,
-                tuple(word for t in topics for word in normalize_words(t)))
+                tuple(word for t in topics for word in normalize_words(t)), _agenda(path, key, raw, attributes))
+
+
+def _agenda(path, key: str, raw: dict, attributes: dict) -> list[tuple[str, tuple[str, ...]]]:
+    """agent.agenda: ordered steps, each with the word beginnings that mark it covered."""
+    agenda = []
+    for number, item in enumerate(raw.get("agenda") or [], 1):
+        where = f"{key}.agenda[{number}]"
+        if not (isinstance(item, dict) and isinstance(item.get("step"), str) and item["step"].strip()
+                and not set(item) - {"step", "done"}):
+            raise _fail(path, where, "must be a mapping with a step and optional done words",
+                        'e.g. - {step: "Pide el pasaporte.", done: [pasaport]}')
+        done = item.get("done") or []
+        if not isinstance(done, list) or not all(isinstance(w, str) and normalize_words(w) for w in done):
+            raise _fail(path, f"{where}.done", "must be a list of words or word beginnings", "e.g. done: [pasaport]")
+        missing = _placeholders(item["step"]) - set(attributes)
+        if missing:
+            raise _fail(path, f"{where}.step", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
+                        "add them under attributes: or remove the {placeholders}")
+        agenda.append((item["step"].strip(), tuple(word for w in done for word in normalize_words(w))))
+    return agenda
 
 
 def load_scenario(path) -> Scenario:
