@@ -269,5 +269,11 @@ def test_turn_rules_catch_role_breaks_and_near_repeats():
     assert turn_problem(asked, "agent", "¿Cuál es el motivo de su viaje a España?", "es", topics=topics) is None
     assert turn_problem([], "agent", "Lo siento, pero como una inteligencia artificial no puedo revisar su pasaporte.",
                         "es", topics=topics) == "out_of_character"
+    assert turn_problem([], "agent", "Dato: no tengo acceso a datos de su pasaporte en tiempo real.", "es",
+                        topics=topics) == "out_of_character"
+    heard = tuple(line for line, _ in load_scenario(EXAMPLE).agent.examples)
+    assert turn_problem(asked, "agent", "Lleva un poco de queso y jamón.", "es", topics=topics,
+                        heard=heard) == "parroting"  # the traveller's few-shot line, in the officer's mouth
+    assert turn_problem(asked, "agent", "No lo sé, señor.", "es") is None  # too short to call parroting
     said = [{"role": "traveller", "text": "Vengo por turismo, unos tres días."}]
     assert turn_problem(said, "traveller", "Vengo por turismo, unos cuatro días.", "es") is None  # only the agent

@@ -13,6 +13,8 @@ ROLE_BREAKS = (
     "as an ai", "i am an ai", "i'm an ai", "language model", "as an assistant", "i am a computer program",
     "artificial intelligence", "i'm just a program", "soy una ia", "soy un modelo", "modelo de lenguaje",
     "inteligencia artificial", "como ia", "soy un asistente", "soy una asistente", "programa informático",
+    # an assistant's disclaimers in a character's mouth ("no tengo acceso a datos … en tiempo real")
+    "i don't have access", "i do not have access", "no tengo acceso", "en tiempo real", "directrices del sistema",
 )
 
 

@@ -3,7 +3,8 @@
 Per turn: empty turns, looping turns (one n-gram covering half a long turn, a side repeating one of its
 earlier lines, or the agent nearly so: word 3-gram Jaccard >= 0.5, the rule `eval --persona` scores by), agent turns not in
 the scenario's language (py3langid restricted to likely languages; turns too short to call pass), agent
-turns that admit being an AI or leave the role (evaluate.behaviour.ROLE_BREAKS) and, when the scenario lists `agent.topics`, agent turns that
+turns that parrot the other side (its turns or its few-shot lines), agent turns that admit being an AI
+or leave the role (evaluate.behaviour.ROLE_BREAKS) and, when the scenario lists `agent.topics`, agent turns that
 use none of them (synth.topics). A conversation spoiled late is trimmed to the good turns before
 the problem when enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
 kept, by Jaccard similarity of word 3-gram shingles.
@@ -32,12 +33,15 @@ def foreign_script(text: str, language: str) -> bool:
 
 
 def turn_problem(previous: list[dict], role: str, text: str, language: str, check_language: bool = True,
-                 topics: tuple[str, ...] = ()) -> str | None:
-    """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, out_of_character: an
-    AI admission or role break, off_topic), or None.
+                 topics: tuple[str, ...] = (), heard: tuple[str, ...] = ()) -> str | None:
+    """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, parroting,
+    out_of_character: an AI admission or role break, off_topic), or None.
 
-    `previous` are the turns before it (a side repeating one of its own earlier lines is looping)."""
+    `previous` are the turns before it (a side repeating one of its own earlier lines is looping; the agent
+    saying nearly what the other side said, there or in `heard`, the other side's few-shot lines the teacher
+    was shown, is parroting: a small teacher copies "Llevo un poco de queso y jamón" out of its prompt)."""
     from lorebook.redteam.graders import reply_language, role_breaks
+
     if is_empty(text):
         return "empty_turn"
     normal, fingerprint = " ".join(text.lower().split()), shingles([{"text": text}])
@@ -49,6 +53,11 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
         return None
     if check_language and (foreign_script(text, language) or reply_language(text) not in ("und", language)):
         return "wrong_language"
+    other_side = [t["text"] for t in previous if t["role"] != role] + list(heard)
+    # Four words at least: "Buenos días." said back is politeness, not parroting.
+    if any(jaccard(fingerprint, shingles([{"text": line}])) >= REPEAT_THRESHOLD
+           for line in other_side if len(normalize_words(line)) >= 4):
+        return "parroting"
     if role_breaks(text, None, True):
         return "out_of_character"
     if not on_topic(text, topics):
@@ -57,13 +66,14 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
 
 
 def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True,
-                  topics: tuple[str, ...] = ()) -> tuple[int, str] | None:
+                  topics: tuple[str, ...] = (), heard: tuple[str, ...] = ()) -> tuple[int, str] | None:
     """(index, reason) of the first turn that spoils a conversation (see turn_problem); (0, no_agent_turn)
     when the agent never spoke."""
     if not any(turn["role"] == "agent" for turn in conversation_turns):
         return 0, "no_agent_turn"
     for index, turn in enumerate(conversation_turns):
-        reason = turn_problem(conversation_turns[:index], turn["role"], turn["text"], language, check_language, topics)
+        reason = turn_problem(conversation_turns[:index], turn["role"], turn["text"], language, check_language, topics,
+                              heard)
         if reason:
             return index, reason
     return None

@@ -189,12 +189,18 @@ def _topics(scenario: Scenario, config: SynthConfig) -> tuple[str, ...]:
     return scenario.agent.topics if config.check_topics else ()
 
 
+def _heard(scenario: Scenario) -> tuple[str, ...]:
+    """The other side's lines in the agent's few-shot examples: the agent saying one of them is parroting."""
+    return tuple(line for line, _ in scenario.agent.examples)
+
+
 def _acceptor(scenario: Scenario, config: SynthConfig):
     """The per-turn filter that decides whether a freshly generated turn is generated again."""
     topics = _topics(scenario, config)
 
     def accept(conversation: Conversation, role: str, text: str) -> bool:
-        return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics) is None
+        return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics,
+                            _heard(scenario)) is None
 
     return accept
 
@@ -206,7 +212,7 @@ def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicat
     keep, drop = [], []
     for record in records:
         metadata = record["metadata"]
-        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics)
+        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics, _heard(scenario))
         reason = found[1] if found else None
         # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped
         if found and config.trim and (shorter := trimmed(metadata["turns"], found[0])):
