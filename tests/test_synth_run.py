@@ -275,5 +275,9 @@ def test_turn_rules_catch_role_breaks_and_near_repeats():
     assert turn_problem(asked, "agent", "Lleva un poco de queso y jamón.", "es", topics=topics,
                         heard=heard) == "parroting"  # the traveller's few-shot line, in the officer's mouth
     assert turn_problem(asked, "agent", "No lo sé, señor.", "es") is None  # too short to call parroting
+    out_of_role = load_scenario(EXAMPLE).agent.out_of_role
+    for traveller_talk in ("Llevo algunos alimentos. ¿Tiene algo que declarar?", "Buenos días. ¿En qué puedo ayudarle?"):
+        assert turn_problem([], "agent", traveller_talk, "es", topics=topics, out_of_role=out_of_role) == "out_of_character"
+    assert turn_problem([], "agent", "¿Lleva algo que declarar?", "es", topics=topics, out_of_role=out_of_role) is None
     said = [{"role": "traveller", "text": "Vengo por turismo, unos tres días."}]
     assert turn_problem(said, "traveller", "Vengo por turismo, unos cuatro días.", "es") is None  # only the agent

@@ -51,6 +51,7 @@ def test_shipped_example_loads_with_scripts():
     (lambda d: d["agent"].update(topics="pasaporte"), "agent.topics"),
     (lambda d: d["agent"].update(topics=["pasaporte", "¿?"]), "agent.topics"),
     (lambda d: d["agent"].update(agenda=["Pide el pasaporte."]), "agent.agenda[1]"),
+    (lambda d: d["agent"].update(out_of_role="llevo"), "agent.out_of_role"),
     (lambda d: d["agent"].update(agenda=[{"step": "x", "done": "pasaporte"}]), "agent.agenda[1].done"),
     (lambda d: d["agent"].update(agenda=[{"step": "Pregunta por {planet}."}]), "agent.agenda[1].step"),
 ])

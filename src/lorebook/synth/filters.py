@@ -4,7 +4,7 @@ Per turn: empty turns, looping turns (one n-gram covering half a long turn, a si
 earlier lines, or the agent nearly so: word 3-gram Jaccard >= 0.5, the rule `eval --persona` scores by), agent turns not in
 the scenario's language (py3langid restricted to likely languages; turns too short to call pass), agent
 turns that parrot the other side (its turns or its few-shot lines), agent turns that admit being an AI
-or leave the role (evaluate.behaviour.ROLE_BREAKS) and, when the scenario lists `agent.topics`, agent turns that
+or leave the role (evaluate.behaviour.ROLE_BREAKS, or the scenario's `agent.out_of_role` phrases) and, when the scenario lists `agent.topics`, agent turns that
 use none of them (synth.topics). A conversation spoiled late is trimmed to the good turns before
 the problem when enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
 kept, by Jaccard similarity of word 3-gram shingles.
@@ -33,9 +33,11 @@ def foreign_script(text: str, language: str) -> bool:
 
 
 def turn_problem(previous: list[dict], role: str, text: str, language: str, check_language: bool = True,
-                 topics: tuple[str, ...] = (), heard: tuple[str, ...] = ()) -> str | None:
+                 topics: tuple[str, ...] = (), heard: tuple[str, ...] = (), out_of_role: tuple[str, ...] = ()
+                 ) -> str | None:
     """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, parroting,
-    out_of_character: an AI admission or role break, off_topic), or None.
+    out_of_character: an AI admission, a role break or one of the scenario's `out_of_role` phrases,
+    off_topic), or None.
 
     `previous` are the turns before it (a side repeating one of its own earlier lines is looping; the agent
     saying nearly what the other side said, there or in `heard`, the other side's few-shot lines the teacher
@@ -58,7 +60,8 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
     if any(jaccard(fingerprint, shingles([{"text": line}])) >= REPEAT_THRESHOLD
            for line in other_side if len(normalize_words(line)) >= 4):
         return "parroting"
-    if role_breaks(text, None, True):
+    said = f" {' '.join(normalize_words(text))} "
+    if role_breaks(text, None, True) or any(f" {phrase} " in said for phrase in out_of_role):
         return "out_of_character"
     if not on_topic(text, topics):
         return "off_topic"
@@ -66,14 +69,15 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
 
 
 def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True,
-                  topics: tuple[str, ...] = (), heard: tuple[str, ...] = ()) -> tuple[int, str] | None:
+                  topics: tuple[str, ...] = (), heard: tuple[str, ...] = (), out_of_role: tuple[str, ...] = ()
+                  ) -> tuple[int, str] | None:
     """(index, reason) of the first turn that spoils a conversation (see turn_problem); (0, no_agent_turn)
     when the agent never spoke."""
     if not any(turn["role"] == "agent" for turn in conversation_turns):
         return 0, "no_agent_turn"
     for index, turn in enumerate(conversation_turns):
         reason = turn_problem(conversation_turns[:index], turn["role"], turn["text"], language, check_language, topics,
-                              heard)
+                              heard, out_of_role)
         if reason:
             return index, reason
     return None

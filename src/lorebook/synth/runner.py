@@ -200,7 +200,7 @@ def _acceptor(scenario: Scenario, config: SynthConfig):
 
     def accept(conversation: Conversation, role: str, text: str) -> bool:
         return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics,
-                            _heard(scenario)) is None
+                            _heard(scenario), scenario.agent.out_of_role) is None
 
     return accept
 
@@ -212,7 +212,8 @@ def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicat
     keep, drop = [], []
     for record in records:
         metadata = record["metadata"]
-        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics, _heard(scenario))
+        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics, _heard(scenario),
+                              scenario.agent.out_of_role)
         reason = found[1] if found else None
         # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped
         if found and config.trim and (shorter := trimmed(metadata["turns"], found[0])):

@@ -9,6 +9,7 @@
       examples: [[user, reply], …]     # teacher-only few-shot exchanges (base models need them)
       closings: ["bienvenido a españa", …]   # phrases that end the conversation, by outcome
       topics: [pasaporte, viaj, declarar, …] # word beginnings of the job: a turn with none is off topic
+      out_of_role: [llevo, en qué puedo ayudarle]  # phrases the agent never says: synth generates the turn again
       agenda:                          # teacher-only: the next step not yet covered is added to the hints
         - {step: "Pide el pasaporte.", done: [pasaport, passport]}   # covered once a turn uses a done word
         - {step: "Cierra la entrevista."}                            # no done words: stays until the end
@@ -39,7 +40,8 @@ from lorebook.synth.topics import normalize_words
 
 OPENINGS = ("traveller", "agent")
 TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
-SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens", "topics", "agenda"}
+SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens", "topics", "agenda",
+             "out_of_role"}
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Side:
     max_tokens: int = 48
     topics: tuple[str, ...] = ()  # normalized word beginnings (see synth.topics)
     agenda: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, normalized done words)
+    out_of_role: tuple[str, ...] = ()  # normalized phrases this side never says (synth regenerates the turn)
 
 
 @dataclass
@@ -118,7 +121,17 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
                     "e.g. topics: [pasaporte, viaj, declarar]")
     return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
                 {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens,
-                tuple(word for t in topics for word in normalize_words(t)), _agenda(path, key, raw, attributes))
+                tuple(word for t in topics for word in normalize_words(t)), _agenda(path, key, raw, attributes),
+                _phrases(path, f"{key}.out_of_role", raw.get("out_of_role")))
+
+
+def _phrases(path, key: str, raw) -> tuple[str, ...]:
+    """A list of phrases, normalized like synth.topics (lower case, no accents, words joined by spaces)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, str) and normalize_words(p) for p in raw):
+        raise _fail(path, key, "must be a list of phrases", "e.g. out_of_role: [en qué puedo ayudarle]")
+    return tuple(" ".join(normalize_words(p)) for p in raw)
 
 
 def _agenda(path, key: str, raw: dict, attributes: dict) -> list[tuple[str, tuple[str, ...]]]:
