@@ -196,3 +196,20 @@ def test_bf16_runs_the_transformers_forward_in_bfloat16(tiny_model_dir):
     reply = engine.chat(MESSAGES, options)
     assert reply.completion_tokens == 8 and engine.chat(MESSAGES, options).text == reply.text
     assert len(engine.chat_batch([MESSAGES, MESSAGES[:1]], options)) == 2
+
+
+def test_repetition_penalty_spares_the_end_of_turn_tokens():
+    """Every earlier chat turn ends with the end-of-turn marker; penalizing it as a repeat kept a LoRA-taught
+    base model from ever stopping (its marker logit is nearly tied with untrained tokens)."""
+    from lorebook.models.sampling import RepetitionPenalty, Sampler
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    scores = torch.tensor([[2.0, -2.0, 4.0, 3.9, 1.0]])
+    seen = torch.tensor([[0, 1, 2]])
+    plain = RepetitionPenalty(2.0, frozenset())(seen, scores.clone())
+    assert torch.equal(plain, RepetitionPenaltyLogitsProcessor(2.0)(seen, scores.clone()))
+    spared = RepetitionPenalty(2.0, frozenset({2}))(seen, scores.clone())
+    assert torch.allclose(spared, torch.tensor([[1.0, -4.0, 4.0, 3.9, 1.0]])) and int(spared.argmax()) == 2
+    sampler = Sampler(GenerationOptions(temperature=0, repetition_penalty=2.0), seen=[0, 1, 2], exempt=frozenset({2}))
+    assert sampler(scores[0].clone()) == 2
+    assert Sampler(GenerationOptions(temperature=0, repetition_penalty=2.0), seen=[0, 1, 2])(scores[0].clone()) == 3

@@ -2,7 +2,8 @@
 
 Shared by the torch engine's decode loop. Works on one logits vector per call; the repetition
 penalty uses the CTRL/HF rule (divide positive logits, multiply negative ones) so results match
-`transformers.generate` with the same options.
+`transformers.generate` with the same options, except that end-of-turn tokens are never penalized
+(`RepetitionPenalty` does the same inside batched `generate`).
 
 The n-gram block (`no_repeat_ngram`) looks at the reply only. transformers' `no_repeat_ngram_size`
 also counts the prompt, which in a role-play holds the system prompt and every earlier turn: it would
@@ -27,10 +28,13 @@ from lorebook.models.engine import GenerationOptions
 class Sampler:
     """Stateful sampler for one generation: holds the RNG and the set of seen tokens."""
 
-    def __init__(self, options: GenerationOptions, seen: list[int], breakers: frozenset[int] = frozenset()):
+    def __init__(self, options: GenerationOptions, seen: list[int], breakers: frozenset[int] = frozenset(),
+                 exempt: frozenset[int] = frozenset()):
         self.options = options
         self.context = list(seen)
         self.breakers = breakers
+        self.exempt = exempt  # never penalized as repeats: the end-of-turn tokens every earlier turn ends with
+        seen = [token for token in seen if token not in exempt]
         self.generator = torch.Generator()
         if options.seed is not None:
             self.generator.manual_seed(options.seed)
@@ -43,7 +47,7 @@ class Sampler:
     def add(self, token: int) -> None:
         self.reply.append(token)
         self.context.append(token)
-        if token not in self.seen_set:
+        if token not in self.seen_set and token not in self.exempt:
             self.seen_set.add(token)
             self.seen = torch.cat([self.seen, torch.tensor([token])])
 
@@ -74,6 +78,26 @@ class Sampler:
             probs = probs / probs.sum()
         choice = torch.multinomial(probs, 1, generator=self.generator)
         return int(indices[choice])
+
+
+class RepetitionPenalty:
+    """A transformers logits processor: the CTRL/HF repetition penalty, except on `exempt` tokens.
+
+    transformers' own penalty also hits the end-of-turn marker, which every earlier turn of a chat
+    ends with. A model whose marker logit is nearly tied with untrained tokens (a base model LoRA-taught
+    to chat: Gemma 3 270M puts <end_of_turn> at 20.41 and <unused816> at 20.22) then never stops and
+    runs on through stray tokens ("…declarar?<unused816>\nEl pasaporte…")."""
+
+    def __init__(self, penalty: float, exempt: frozenset[int]):
+        self.penalty, self.exempt = penalty, sorted(exempt)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        kept = scores[:, self.exempt].clone()
+        picked = torch.gather(scores, 1, input_ids)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        scores = scores.scatter(1, input_ids, picked)
+        scores[:, self.exempt] = kept
+        return scores
 
 
 def repeated_ngram_ends(tokens: list[int], n: int) -> set[int]:

@@ -21,7 +21,7 @@ from lorebook.models import fast_llama
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message, cut_at_stop, held_back
 from lorebook.models.loader import attach_adapters, load_model
 from lorebook.models.registry import ModelSpec
-from lorebook.models.sampling import DryPenalty, ReplyNgramBlocker, Sampler, dry_breaker_ids
+from lorebook.models.sampling import DryPenalty, RepetitionPenalty, ReplyNgramBlocker, Sampler, dry_breaker_ids
 
 # A short, varied conversation whose activations calibrate int8 smoothing (fast_llama.smooth).
 CALIBRATION_CHAT = [
@@ -157,7 +157,7 @@ class TorchEngine(Engine):
         if budget <= 0:
             raise ValueError(f"prompt of {len(ids)} tokens does not fit the {self.context_length}-token context")
         max_new = min(options.max_tokens, budget)
-        sampler = Sampler(options, ids, self.dry_breakers)
+        sampler = Sampler(options, ids, self.dry_breakers, frozenset(self.stop_ids))
         steps = self._steps(ids)
         logits = next(steps)
         generated: list[int] = []
@@ -206,7 +206,6 @@ class TorchEngine(Engine):
         kwargs = dict(
             max_new_tokens=options.max_tokens,
             do_sample=sampling,
-            repetition_penalty=options.repetition_penalty,
             eos_token_id=sorted(self.stop_ids),
             pad_token_id=tok.pad_token_id,
         )
@@ -217,6 +216,8 @@ class TorchEngine(Engine):
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
         processors = []
+        if options.repetition_penalty != 1.0:
+            processors.append(RepetitionPenalty(options.repetition_penalty, frozenset(self.stop_ids)))
         if options.no_repeat_ngram > 1:
             processors.append(ReplyNgramBlocker(options.no_repeat_ngram, batch["input_ids"].shape[1]))
         if options.dry_multiplier > 0:
