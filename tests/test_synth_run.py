@@ -281,3 +281,35 @@ def test_turn_rules_catch_role_breaks_and_near_repeats():
     assert turn_problem([], "agent", "¿Lleva algo que declarar?", "es", topics=topics, out_of_role=out_of_role) is None
     said = [{"role": "traveller", "text": "Vengo por turismo, unos tres días."}]
     assert turn_problem(said, "traveller", "Vengo por turismo, unos cuatro días.", "es") is None  # only the agent
+
+
+def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
+    after = ["El formulario de la aduana está en la ventanilla {i}.", "Su equipaje sale por la cinta número {i}."]
+
+    class AnswersAfterwards(FakeTeacher):
+        """The fake officer admits at its fourth turn, then answers the traveller's questions."""
+
+        def generate(self, message_lists, options, key="", ids=None):
+            replies = super().generate(message_lists, options, key, ids)
+            for n, (i, messages) in enumerate(zip(ids, message_lists)):
+                own = sum(m["role"] == "assistant" for m in messages) - 4
+                if "aduanas" in messages[0]["content"] and own >= 4:
+                    replies[n] = after[own - 4].format(i=i)
+            return replies
+
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    run_synth(scenario, SynthConfig(n=2, turns=12, batch_size=2, min_turns=12, dedup=1.0), out,
+              teacher=AnswersAfterwards(), progress=False)
+    for record in lines(out):
+        metadata = record["metadata"]
+        assert metadata["decided"] == "agent:admitted" and metadata["ended_by"] == "max_turns"
+        assert len(metadata["turns"]) == 12 and "cinta" in metadata["turns"][-1]["text"]
+    early = run_synth(scenario, SynthConfig(n=2, turns=12, batch_size=2, dedup=1.0), tmp_path / "early.jsonl",
+                      teacher=FakeTeacher(), progress=False)
+    assert early["ended_by"] == {"agent:admitted": 2}
+    assert all("decided" not in r["metadata"] for r in lines(tmp_path / "early.jsonl"))
+    from lorebook.errors import InputError
+    with pytest.raises(InputError, match="--min-turns 13"):
+        run_synth(scenario, SynthConfig(n=1, turns=12, min_turns=13), tmp_path / "x.jsonl", teacher=FakeTeacher(),
+                  progress=False)

@@ -35,6 +35,7 @@ class Conversation:
     sampling: dict[str, float]
     turns: list[dict] = field(default_factory=list)  # {"role": "agent"|"traveller", "text": …}
     ended_by: str | None = None
+    decided: str | None = None  # the first closing said before min_turns, when the conversation went on
 
     @property
     def done(self) -> bool:
@@ -112,8 +113,12 @@ def opener(scenario: Scenario, conversation: Conversation, seed: int) -> str | N
 
 
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
-         on_turn=None, accept=None, retries: int = 0) -> None:
+         on_turn=None, accept=None, retries: int = 0, min_turns: int = 0) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
+
+    A closing phrase said before `min_turns` turns is recorded as `decided` and the conversation goes on:
+    a persona taught only on conversations that stop at the decision has never seen what comes after it
+    (the traveller's "where do I fill in the form?"), and says nonsense there.
 
     `teacher` is one teacher for both sides or a `SideTeachers` with one per side. `accept(conversation,
     role, text)` judges each generated turn; a rejected one is generated again (other seed, only the
@@ -139,8 +144,10 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
             text = line if line is not None else next(generated)
             conversation.turns.append({"role": role, "text": text})
             outcome = closing(side, text) if text else None
-            if outcome:
+            if outcome and len(conversation.turns) >= min_turns:
                 conversation.ended_by = f"{role}:{outcome}"
+            elif outcome and not conversation.decided:
+                conversation.decided = f"{role}:{outcome}"
         if on_turn:
             on_turn()
     for conversation in conversations:

@@ -43,6 +43,9 @@ class SynthConfig:
     agent_teacher: str = field(default="", metadata={
         "help": "another teacher for the agent's turns only (the side the fine-tune learns), same forms as "
                 "--teacher; the traveller keeps --teacher"})
+    min_turns: int = field(default=0, metadata={
+        "help": "turns before a closing phrase may end a conversation (0 = the first one ends it); later "
+                "turns teach what the agent says after its decision"})
     batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
     seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
@@ -67,6 +70,8 @@ class SynthConfig:
     def validate(self) -> None:
         if self.n < 1 or self.turns < 1 or self.batch_size < 1:
             raise InputError("-n, --turns and --batch-size must be at least 1", "e.g. -n 100 --turns 10")
+        if not 0 <= self.min_turns <= self.turns:
+            raise InputError(f"--min-turns {self.min_turns} is outside 0..--turns", "e.g. --turns 14 --min-turns 12")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r} is unknown", "use auto, bf16 or fp32")
         if self.engine not in ENGINES:
@@ -84,6 +89,8 @@ def sidecar(out: Path, suffix: str) -> Path:
 def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
     text = Path(scenario.source).read_bytes() if scenario.source else b""
     kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads", "precision", "engine")}
+    if not kept["min_turns"]:
+        del kept["min_turns"]  # runs started before the option existed still resume
     return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -151,7 +158,7 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         conversations = [Conversation(i, sample_attributes(scenario, config.seed, i), sampling) for i in chunk]
         play(scenario, conversations, teacher, config.turns, config.seed,
              on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
-             retries=config.retries)
+             retries=config.retries, min_turns=config.min_turns)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)
@@ -246,6 +253,7 @@ def _record(scenario: Scenario, conversation: Conversation, config: SynthConfig,
     return {"id": conversation.index, "messages": None,
             "metadata": {"scenario": scenario.name, "attributes": conversation.attributes,
                          "sampling": conversation.sampling, "ended_by": conversation.ended_by,
+                         **({"decided": conversation.decided} if conversation.decided else {}),
                          "turns": conversation.turns, "teacher": getattr(teacher, "name", config.teacher),
                          "seed": config.seed}}
 
