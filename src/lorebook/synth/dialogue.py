@@ -1,14 +1,15 @@
 """The two-agent loop: conversations advance in lockstep, one batched generation per turn.
 
 Each side sees the conversation from its own point of view: its own turns as `assistant`, the other
-side's as `user`, under its own system prompt (filled with the sampled attributes), its teacher-only
-few-shot examples, and its teacher-only hints with the first step of its agenda that no turn has covered
-yet (small teachers asked to "play an officer" drift into a shop assistant's small talk; a concrete next
-step keeps them on the job; `{step}` in the hints places it). The hints go after the other side's last
-line, not into the system prompt: next to the reply they are followed, and the system prompt and examples stay one prefix
-that llama.cpp evaluates once for every conversation rather than once per call. Every conversation of a batch has the same speaker at the same turn,
-so one round is one `Teacher.generate` call. A conversation ends when a side says one of its closing
-phrases (the outcome is recorded) or at the turn limit.
+side's as `user`, under its own system prompt (filled with the sampled attributes) and few-shot
+examples, and its teacher-only hints with the first step of its agenda that no turn has covered yet
+(small teachers asked to "play an officer" drift into a shop assistant's small talk; a concrete next
+step keeps them on the job; `{step}` in the hints places it). The hints follow the other side's last
+line rather than sit in the system prompt: next to the reply they are followed, and the system prompt
+and examples stay one prefix that llama.cpp evaluates once for all conversations, not once per call.
+Every conversation of a batch has the same speaker at the same turn, so one round is one
+`Teacher.generate` call. A conversation ends when a side says one of its closing phrases (the outcome
+is recorded) or at the turn limit.
 """
 
 from __future__ import annotations

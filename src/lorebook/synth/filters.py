@@ -1,12 +1,13 @@
 """Filters that decide which generated conversations are worth training on, and say why others were not.
 
-Per turn: empty turns, looping turns (one n-gram covering half a long turn, a side repeating one of its
-earlier lines, or the agent nearly so: word 3-gram Jaccard >= 0.5, the rule `eval --persona` scores by), agent turns not in
-the scenario's language (py3langid restricted to likely languages; turns too short to call pass), agent
-turns that parrot the other side (its turns or its few-shot lines), agent turns that admit being an AI
-or leave the role (evaluate.behaviour.ROLE_BREAKS, or the scenario's `agent.out_of_role` phrases) and, when the scenario lists `agent.topics`, agent turns that
-use none of them (synth.topics). A conversation spoiled late is trimmed to the good turns before
-the problem when enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
+Per turn: empty turns; looping turns (one n-gram covering half a long turn, a side repeating one of its
+earlier lines, or the agent nearly so: word 3-gram Jaccard >= 0.5, the rule `eval --persona` scores by);
+agent turns not in the scenario's language (py3langid restricted to likely languages; turns too short
+to call pass); agent turns that parrot the other side (its turns or its few-shot lines); agent turns
+that admit being an AI or leave the role (evaluate.behaviour.ROLE_BREAKS, or the scenario's
+`agent.out_of_role` phrases); and, when the scenario lists `agent.topics`, agent turns that use none of
+them (synth.topics). A conversation spoiled late is trimmed to the good turns before the problem when
+enough of them remain, otherwise dropped. Per conversation: near-duplicates of a conversation already
 kept, by Jaccard similarity of word 3-gram shingles.
 """
 
