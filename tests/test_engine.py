@@ -201,8 +201,9 @@ def test_bf16_runs_the_transformers_forward_in_bfloat16(tiny_model_dir):
 def test_repetition_penalty_spares_the_end_of_turn_tokens():
     """Every earlier chat turn ends with the end-of-turn marker; penalizing it as a repeat kept a LoRA-taught
     base model from ever stopping (its marker logit is nearly tied with untrained tokens)."""
-    from lorebook.models.sampling import RepetitionPenalty, Sampler
     from transformers import RepetitionPenaltyLogitsProcessor
+
+    from lorebook.models.sampling import RepetitionPenalty, Sampler
 
     scores = torch.tensor([[2.0, -2.0, 4.0, 3.9, 1.0]])
     seen = torch.tensor([[0, 1, 2]])

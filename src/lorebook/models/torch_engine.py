@@ -21,7 +21,13 @@ from lorebook.models import fast_llama
 from lorebook.models.engine import Completion, Engine, GenerationOptions, Message, cut_at_stop, held_back
 from lorebook.models.loader import attach_adapters, load_model
 from lorebook.models.registry import ModelSpec
-from lorebook.models.sampling import DryPenalty, RepetitionPenalty, ReplyNgramBlocker, Sampler, dry_breaker_ids
+from lorebook.models.sampling import (
+    DryPenalty,
+    RepetitionPenalty,
+    ReplyNgramBlocker,
+    Sampler,
+    dry_breaker_ids,
+)
 
 # A short, varied conversation whose activations calibrate int8 smoothing (fast_llama.smooth).
 CALIBRATION_CHAT = [

@@ -23,7 +23,13 @@ from tqdm import tqdm
 
 from lorebook.errors import InputError
 from lorebook.synth.dialogue import Conversation, play, to_chat
-from lorebook.synth.filters import DEFAULT_DUPLICATE_THRESHOLD, DuplicateFilter, first_problem, trimmed, turn_problem
+from lorebook.synth.filters import (
+    DEFAULT_DUPLICATE_THRESHOLD,
+    DuplicateFilter,
+    first_problem,
+    trimmed,
+    turn_problem,
+)
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
 from lorebook.synth.teachers import SideTeachers, make_teacher
 
