@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lorebook.models.engine import GenerationOptions
 from lorebook.synth.scenario import Scenario, Side, fill
-from lorebook.synth.topics import normalize_words
+from lorebook.synth.topics import begins_any, normalize_words
 
 LABEL = re.compile(r"^\s*(agente|agent|officer|oficial|viajero|viajera|traveller|traveler|model|user|marta)\s*:\s*",
                    re.IGNORECASE)
@@ -76,7 +76,7 @@ def next_step(side: Side, conversation: Conversation) -> str:
     and an officer asking for it again would sound scripted."""
     said = {word for turn in conversation.turns for word in normalize_words(turn["text"])}
     for step, done in side.agenda:
-        if not done or not any(word.startswith(d) for word in said for d in done):
+        if not done or not begins_any(said, done):
             return fill(step, conversation.attributes)
     return ""
 

@@ -33,7 +33,7 @@ from lorebook.evaluate.behaviour import is_degenerate
 from lorebook.evaluate.stats import bootstrap_mean, share
 from lorebook.synth.dialogue import LABEL
 from lorebook.synth.scenario import load_scenario
-from lorebook.synth.topics import check_topics, normalize_words, on_topic
+from lorebook.synth.topics import begins_any, check_topics, normalize_words, on_topic
 
 TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
 # Returning a greeting ("Buenas tardes." → "Buenas tardes. Su pasaporte…") is not parroting the traveller.
@@ -113,7 +113,7 @@ def character_turns(chat: list[dict]) -> list[bool]:
     the traveller's line back or says again what this agent already said (word 3-gram Jaccard >= 0.5 with
     an earlier turn): a tuned small model that answers every line with the same loop passes the per-turn
     rules ten times over."""
-    from lorebook.synth.filters import jaccard, shingles
+    from lorebook.synth.filters import REPEAT_THRESHOLD, jaccard, shingles
 
     flags, earlier, heard = [], [], ""
     for message in chat:
@@ -126,7 +126,7 @@ def character_turns(chat: list[dict]) -> list[bool]:
         said = " ".join(normalize_words(text))
         fingerprint = shingles([{"text": text}])
         parrots = len(heard.split()) >= 3 and heard.split()[0] not in GREETINGS and said.startswith(heard)
-        repeats = any(jaccard(fingerprint, other) >= 0.5 for other in earlier)
+        repeats = any(jaccard(fingerprint, other) >= REPEAT_THRESHOLD for other in earlier)
         flags.append(in_character(text) and not parrots and not repeats)
         earlier.append(fingerprint)
     return flags
@@ -224,7 +224,7 @@ def agenda_steps(chat: list[dict], agenda) -> list[bool]:
     for the passport, the purpose, the stay and the declaration. The traveller's words do not count here
     (they do when synth picks the teacher's next step): the persona must ask."""
     said = {word for m in chat if m["role"] == "assistant" for word in normalize_words(m["content"])}
-    return [any(word.startswith(d) for word in said for d in done) for _, done in agenda if done]
+    return [begins_any(said, done) for _, done in agenda if done]
 
 
 def score_conversations(chats: list[list[dict]], language: str, topics: tuple[str, ...] = (), agenda=()) -> dict:

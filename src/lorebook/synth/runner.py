@@ -209,11 +209,11 @@ def _heard(scenario: Scenario) -> tuple[str, ...]:
 
 def _acceptor(scenario: Scenario, config: SynthConfig):
     """The per-turn filter that decides whether a freshly generated turn is generated again."""
-    topics = _topics(scenario, config)
+    topics, heard = _topics(scenario, config), _heard(scenario)
 
     def accept(conversation: Conversation, role: str, text: str) -> bool:
         return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics,
-                            _heard(scenario), scenario.agent.out_of_role) is None
+                            heard, scenario.agent.out_of_role) is None
 
     return accept
 
@@ -221,11 +221,11 @@ def _acceptor(scenario: Scenario, config: SynthConfig):
 def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicates: DuplicateFilter,
           reasons: Counter) -> tuple[list[dict], list[dict]]:
     """Split records into kept and dropped (with the reason), trimming a conversation spoiled late."""
-    topics = _topics(scenario, config)
+    topics, heard = _topics(scenario, config), _heard(scenario)
     keep, drop = [], []
     for record in records:
         metadata = record["metadata"]
-        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics, _heard(scenario),
+        found = first_problem(metadata["turns"], scenario.language, config.check_language, topics, heard,
                               scenario.agent.out_of_role)
         reason = found[1] if found else None
         # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped

@@ -115,14 +115,19 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     max_tokens = raw.get("max_tokens", 48)
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise _fail(path, f"{key}.max_tokens", "must be a positive integer", "e.g. max_tokens: 48")
-    topics = raw.get("topics") or []
-    if not isinstance(topics, list) or not all(isinstance(t, str) and normalize_words(t) for t in topics):
-        raise _fail(path, f"{key}.topics", "must be a list of words or word beginnings",
-                    "e.g. topics: [pasaporte, viaj, declarar]")
+    topics = _beginnings(path, f"{key}.topics", raw.get("topics"), "e.g. topics: [pasaporte, viaj, declarar]")
     return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
                 {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens,
-                tuple(word for t in topics for word in normalize_words(t)), _agenda(path, key, raw, attributes),
+                topics, _agenda(path, key, raw, attributes),
                 _phrases(path, f"{key}.out_of_role", raw.get("out_of_role")))
+
+
+def _beginnings(path, key: str, raw, fix: str) -> tuple[str, ...]:
+    """A list of words or word beginnings, normalized (synth.topics): each entry may hold several words."""
+    raw = raw or []
+    if not isinstance(raw, list) or not all(isinstance(w, str) and normalize_words(w) for w in raw):
+        raise _fail(path, key, "must be a list of words or word beginnings", fix)
+    return tuple(word for w in raw for word in normalize_words(w))
 
 
 def _phrases(path, key: str, raw) -> tuple[str, ...]:
@@ -143,14 +148,12 @@ def _agenda(path, key: str, raw: dict, attributes: dict) -> list[tuple[str, tupl
                 and not set(item) - {"step", "done"}):
             raise _fail(path, where, "must be a mapping with a step and optional done words",
                         'e.g. - {step: "Pide el pasaporte.", done: [pasaport]}')
-        done = item.get("done") or []
-        if not isinstance(done, list) or not all(isinstance(w, str) and normalize_words(w) for w in done):
-            raise _fail(path, f"{where}.done", "must be a list of words or word beginnings", "e.g. done: [pasaport]")
+        done = _beginnings(path, f"{where}.done", item.get("done"), "e.g. done: [pasaport]")
         missing = _placeholders(item["step"]) - set(attributes)
         if missing:
             raise _fail(path, f"{where}.step", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
                         "add them under attributes: or remove the {placeholders}")
-        agenda.append((item["step"].strip(), tuple(word for w in done for word in normalize_words(w))))
+        agenda.append((item["step"].strip(), done))
     return agenda
 
 

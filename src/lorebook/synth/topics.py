@@ -22,11 +22,16 @@ def normalize_words(text: str) -> list[str]:
     return WORD.findall(text)
 
 
+def begins_any(words, beginnings) -> bool:
+    """True when one of `words` (normalized) begins with one of `beginnings` (normalized)."""
+    return any(word.startswith(beginning) for word in words for beginning in beginnings)
+
+
 def on_topic(text: str, topics: tuple[str, ...]) -> bool:
     """True when a word of `text` begins with one of `topics` (already normalized); no topics: always True."""
     if not topics:
         return True
-    return any(word.startswith(topic) for word in normalize_words(text) for topic in topics)
+    return begins_any(normalize_words(text), topics)
 
 
 def check_topics(topics: tuple[str, ...], labelled: dict[str, list[tuple[str, str]]]) -> dict:
