@@ -56,8 +56,7 @@ class Sampler:
         opts = self.options
         logits = logits.float()
         if opts.repetition_penalty != 1.0 and len(self.seen):
-            picked = logits[self.seen]
-            logits[self.seen] = torch.where(picked > 0, picked / opts.repetition_penalty, picked * opts.repetition_penalty)
+            logits = RepetitionPenalty(opts.repetition_penalty, self.exempt)(self.seen[None], logits[None])[0]
         if banned := repeated_ngram_ends(self.reply, opts.no_repeat_ngram):
             logits[list(banned)] = float("-inf")
         if opts.dry_multiplier > 0:
