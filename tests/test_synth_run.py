@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from lorebook.synth.teachers import BatchFileTeacher, BatchPending, LocalTeacher
 EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
 AGENT_LINES = ["¿Cuál es el motivo de su viaje a España, señor {i}?", "¿Cuántos días se va a quedar usted en {i}?",
                "¿Lleva usted algo que declarar en la maleta número {i}?", "Muy bien, puede pasar. Bienvenido a España."]
+
+
+@functools.cache
+def few_shot_count(side: str) -> int:
+    return len(getattr(load_scenario(EXAMPLE), side).examples)
+
+
+def own_turn_count(messages: list[dict]) -> int:
+    """The speaker's turns so far: its assistant messages minus the scenario's few-shot examples."""
+    side = "agent" if "aduanas" in messages[0]["content"] else "traveller"
+    return sum(m["role"] == "assistant" for m in messages) - few_shot_count(side)
 
 
 class FakeTeacher:
@@ -32,7 +44,7 @@ class FakeTeacher:
             raise KeyboardInterrupt  # a kill in the middle of a batch
         replies = []
         for conversation_id, messages in zip(ids, message_lists):
-            own_turns = sum(m["role"] == "assistant" for m in messages) - 4  # minus the few-shot examples
+            own_turns = own_turn_count(messages)
             tag = 0 if self.same_for_all else conversation_id
             if "aduanas" in messages[0]["content"]:  # the agent's view
                 if conversation_id in self.english_ids or (conversation_id in self.late_english_ids and own_turns >= 2):
@@ -281,6 +293,14 @@ def test_turn_rules_catch_role_breaks_and_near_repeats():
     assert turn_problem([], "agent", "¿Lleva algo que declarar?", "es", topics=topics, out_of_role=out_of_role) is None
     said = [{"role": "traveller", "text": "Vengo por turismo, unos tres días."}]
     assert turn_problem(said, "traveller", "Vengo por turismo, unos cuatro días.", "es") is None  # only the agent
+    admitted = [{"role": "agent", "text": "Muy bien, puede pasar. Bienvenido a España."},
+                {"role": "traveller", "text": "¿Dónde está la salida?"}]
+    once = ("bienvenido a espana", "puede pasar")
+    assert turn_problem(admitted, "agent", "Bienvenido a España.", "es", once=once) == "looping_turn"
+    assert turn_problem(admitted, "agent", "La salida está al fondo, a la derecha.", "es", once=once) is None
+    officer = [{"role": "agent", "text": "¿Cuánto tiempo se va a quedar en España?"}]
+    assert turn_problem(officer, "traveller", "¿Cuánto tiempo se va a quedar?", "es") == "parroting"
+    assert turn_problem(officer, "traveller", "Dos semanas, en casa de mi hermana.", "es") is None
 
 
 def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
@@ -292,7 +312,7 @@ def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
         def generate(self, message_lists, options, key="", ids=None):
             replies = super().generate(message_lists, options, key, ids)
             for n, (i, messages) in enumerate(zip(ids, message_lists)):
-                own = sum(m["role"] == "assistant" for m in messages) - 4
+                own = own_turn_count(messages)
                 if "aduanas" in messages[0]["content"] and own >= 4:
                     replies[n] = after[own - 4].format(i=i)
             return replies
@@ -313,3 +333,38 @@ def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
     with pytest.raises(InputError, match="--min-turns 13"):
         run_synth(scenario, SynthConfig(n=1, turns=12, min_turns=13), tmp_path / "x.jsonl", teacher=FakeTeacher(),
                   progress=False)
+
+
+def test_followups_script_the_traveller_after_the_decision(tmp_path):
+    scenario = load_scenario(EXAMPLE)
+    answers = ["La cinta de equipajes está a la derecha, número {i}.", "Sí, guarde el formulario {i}.",
+               "El taxi está en la salida {i}.", "Adiós, buen viaje, señor {i}."]
+
+    class AnswersFollowups(FakeTeacher):
+        """The fake officer admits at its fourth turn, then answers whatever the traveller says next."""
+
+        def generate(self, message_lists, options, key="", ids=None):
+            replies = super().generate(message_lists, options, key, ids)
+            for n, (i, messages) in enumerate(zip(ids, message_lists)):
+                own = own_turn_count(messages)
+                if "aduanas" in messages[0]["content"] and own >= 4:
+                    replies[n] = answers[own - 4].format(i=i)
+            return replies
+
+    teacher = AnswersFollowups()
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(scenario, SynthConfig(n=2, turns=16, batch_size=2, followups=3, dedup=1.0), out,
+                       teacher=teacher, progress=False)
+    assert report["ended_by"] == {"agent:admitted": 2}
+    pool = set(scenario.traveller.followups)
+    for record in lines(out):
+        metadata = record["metadata"]
+        turns = metadata["turns"]
+        assert metadata["decided"] == "agent:admitted" and len(turns) == 8 + 6 and turns[-1]["role"] == "agent"
+        said_after = [t["text"] for t in turns[8:] if t["role"] == "traveller"]
+        assert len(said_after) == 3 and set(said_after) <= pool  # scripted, no teacher call
+        assert any(phrase in said_after[-1].lower() for phrase in scenario.traveller.closings["farewell"])
+    assert lines(out)[0]["metadata"]["turns"][8:] != lines(out)[1]["metadata"]["turns"][8:]
+    from lorebook.errors import InputError
+    with pytest.raises(InputError, match="--followups 99"):
+        run_synth(scenario, SynthConfig(n=1, followups=99), tmp_path / "x.jsonl", teacher=teacher, progress=False)

@@ -38,6 +38,16 @@ def test_shipped_example_loads_with_scripts():
     assert "admitted" in scenario.agent.closings and scenario.agent.examples
 
 
+def test_example_followups_are_not_eval_script_lines():
+    """synth --followups trains on these lines; the evaluation must still meet lines it was not taught on."""
+    from lorebook.synth.topics import normalize_words
+
+    scenario = load_scenario(EXAMPLE)
+    followups = {" ".join(normalize_words(line)) for line in scenario.traveller.followups}
+    scripted = {" ".join(normalize_words(line)) for script in scenario.script for line in script}
+    assert len(followups) >= 10 and not followups & scripted
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),
@@ -54,6 +64,8 @@ def test_shipped_example_loads_with_scripts():
     (lambda d: d["agent"].update(out_of_role="llevo"), "agent.out_of_role"),
     (lambda d: d["agent"].update(agenda=[{"step": "x", "done": "pasaporte"}]), "agent.agenda[1].done"),
     (lambda d: d["agent"].update(agenda=[{"step": "Pregunta por {planet}."}]), "agent.agenda[1].step"),
+    (lambda d: d["traveller"].update(followups="¿Dónde está la salida?"), "traveller.followups"),
+    (lambda d: d["traveller"].update(followups=["Vale.", "Vengo de {planet}."]), "traveller.followups[2]"),
 ])
 def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
     data = minimal()

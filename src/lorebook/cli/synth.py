@@ -26,6 +26,7 @@ def synth_command(
     teacher: str = typer.Option(DEFAULTS.teacher, "--teacher", "-t", help=HELP["teacher"]),
     agent_teacher: str = typer.Option(DEFAULTS.agent_teacher, "--agent-teacher", help=HELP["agent_teacher"]),
     min_turns: int = typer.Option(DEFAULTS.min_turns, "--min-turns", help=HELP["min_turns"]),
+    followups: int = typer.Option(DEFAULTS.followups, "--followups", help=HELP["followups"]),
     batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help=HELP["batch_size"]),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
     dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
@@ -49,7 +50,8 @@ def synth_command(
         batch_size = n  # one Batch API file per turn covers every conversation
     config = SynthConfig(n=n, turns=turns, teacher=teacher, agent_teacher=agent_teacher, batch_size=batch_size, seed=seed, dedup=dedup,
                          check_language=check_language, check_topics=check_topics, trim=trim, retries=retries, threads=threads,
-                         precision=precision, engine=engine, min_turns=min_turns)
+                         precision=precision, engine=engine, min_turns=min_turns,
+                         followups=followups)
     if refilter_path:
         report = refilter(scenario, config, refilter_path, out)
     else:

@@ -9,7 +9,9 @@ line rather than sit in the system prompt: next to the reply they are followed, 
 and examples stay one prefix that llama.cpp evaluates once for all conversations, not once per call.
 Every conversation of a batch has the same speaker at the same turn, so one round is one
 `Teacher.generate` call. A conversation ends when a side says one of its closing phrases (the outcome
-is recorded) or at the turn limit.
+is recorded) or at the turn limit; with `followups`, the agent's decision is recorded instead and the
+traveller says that many scripted lines (its `followups` pool, the last one a goodbye) that the agent
+answers, so the persona also learns what comes after "bienvenido a España".
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Conversation:
     turns: list[dict] = field(default_factory=list)  # {"role": "agent"|"traveller", "text": …}
     ended_by: str | None = None
     decided: str | None = None  # the first closing said before min_turns, when the conversation went on
+    pending: list[str] = field(default_factory=list)  # scripted follow-up lines the traveller has still to say
 
     @property
     def done(self) -> bool:
@@ -113,8 +116,21 @@ def opener(scenario: Scenario, conversation: Conversation, seed: int) -> str | N
     return fill(rng.choice(side.openers), conversation.attributes)
 
 
+def followup_lines(side: Side, conversation: Conversation, seed: int, count: int) -> list[str]:
+    """`count` lines from the side's `followups` pool, seeded per conversation; the last one closes (uses one of
+    the side's closing phrases) when the pool has such lines, since real interviews end on a goodbye."""
+    rng = random.Random(f"{seed}:followups:{conversation.index}")
+    goodbyes = [line for line in side.followups if closing(side, line)]
+    others = [line for line in side.followups if line not in goodbyes]
+    if goodbyes and others:
+        lines = rng.sample(others, min(count - 1, len(others))) + [rng.choice(goodbyes)]
+    else:
+        lines = rng.sample(side.followups, min(count, len(side.followups)))
+    return [fill(line, conversation.attributes) for line in lines]
+
+
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
-         on_turn=None, accept=None, retries: int = 0, min_turns: int = 0) -> None:
+         on_turn=None, accept=None, retries: int = 0, min_turns: int = 0, followups: int = 0) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
 
     A closing phrase said before `min_turns` turns is recorded as `decided` and the conversation goes on:
@@ -123,14 +139,21 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
 
     `teacher` is one teacher for both sides or a `SideTeachers` with one per side. `accept(conversation,
     role, text)` judges each generated turn; a rejected one is generated again (other seed, only the
-    rejected conversations in the call) up to `retries` times, and the last try stands."""
+    rejected conversations in the call) up to `retries` times, and the last try stands.
+
+    With `followups`, the agent's first closing is recorded as `decided`; the traveller then says
+    `followup_lines` instead of generated turns, and the conversation ends after the agent answers the last.
+    Scripted followups take no teacher call, so a small traveller model cannot parrot there."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
             return
         role = speaker(scenario, turn)
         side: Side = getattr(scenario, role)
-        scripted = [opener(scenario, c, seed) for c in active] if turn == 0 else [None] * len(active)
+        if turn == 0:
+            scripted = [opener(scenario, c, seed) for c in active]
+        else:
+            scripted = [c.pending.pop(0) if c.pending and role != "agent" else None for c in active]
         needed = [c for c, line in zip(active, scripted) if line is None]
         writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher
         texts = _round(scenario, writer, needed, role, seed, turn, 0)
@@ -144,8 +167,14 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
         for conversation, line in zip(active, scripted):
             text = line if line is not None else next(generated)
             conversation.turns.append({"role": role, "text": text})
-            outcome = closing(side, text) if text else None
-            if outcome and len(conversation.turns) >= min_turns:
+            outcome = closing(side, text) if text and line is None else None
+            if followups and role == "agent" and (outcome or conversation.decided):
+                if not conversation.decided:
+                    conversation.decided = f"{role}:{outcome}"
+                    conversation.pending = followup_lines(scenario.traveller, conversation, seed, followups)
+                elif not conversation.pending:
+                    conversation.ended_by = conversation.decided
+            elif outcome and len(conversation.turns) >= min_turns:
                 conversation.ended_by = f"{role}:{outcome}"
             elif outcome and not conversation.decided:
                 conversation.decided = f"{role}:{outcome}"

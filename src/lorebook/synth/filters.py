@@ -3,7 +3,8 @@
 Per turn: empty turns; looping turns (one n-gram covering half a long turn, a side repeating one of its
 earlier lines, or the agent nearly so: word 3-gram Jaccard >= 0.5, the rule `eval --persona` scores by);
 agent turns not in the scenario's language (py3langid restricted to likely languages; turns too short
-to call pass); agent turns that parrot the other side (its turns or its few-shot lines); agent turns
+to call pass); turns that parrot the other side (its turns; for the agent also the traveller's few-shot
+lines; a small traveller model asks the officer's question back); agent turns
 that admit being an AI or leave the role (evaluate.behaviour.ROLE_BREAKS, or the scenario's
 `agent.out_of_role` phrases); and, when the scenario lists `agent.topics`, agent turns that use none of
 them (synth.topics). A conversation spoiled late is trimmed to the good turns before the problem when
@@ -34,15 +35,18 @@ def foreign_script(text: str, language: str) -> bool:
 
 
 def turn_problem(previous: list[dict], role: str, text: str, language: str, check_language: bool = True,
-                 topics: tuple[str, ...] = (), heard: tuple[str, ...] = (), out_of_role: tuple[str, ...] = ()
-                 ) -> str | None:
+                 topics: tuple[str, ...] = (), heard: tuple[str, ...] = (), out_of_role: tuple[str, ...] = (),
+                 once: tuple[str, ...] = ()) -> str | None:
     """Why one turn spoils its conversation (empty_turn, looping_turn, wrong_language, parroting,
     out_of_character: an AI admission, a role break or one of the scenario's `out_of_role` phrases,
     off_topic), or None.
 
-    `previous` are the turns before it (a side repeating one of its own earlier lines is looping; the agent
-    saying nearly what the other side said, there or in `heard`, the other side's few-shot lines the teacher
-    was shown, is parroting: a small teacher copies "Llevo un poco de queso y jamón" out of its prompt)."""
+    `previous` are the turns before it (a side repeating one of its own earlier lines is looping; a side
+    saying nearly what the other side said is parroting, and for the agent so is a line of `heard`, the other
+    side's few-shot lines the teacher was shown: a small teacher copies "Llevo un poco de queso y jamón" out
+    of its prompt, and a small traveller asks the officer's question back). `once` are normalized phrases the
+    agent says at most once per conversation (its closings: a second "bienvenido a España" after the decision
+    is a loop, not an answer)."""
     from lorebook.redteam.graders import reply_language, role_breaks
 
     if is_empty(text):
@@ -52,16 +56,20 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
     if is_loop(text) or any(" ".join(t["text"].lower().split()) == normal for t in own) or (
             role == "agent" and any(jaccard(fingerprint, shingles([t])) >= REPEAT_THRESHOLD for t in own)):
         return "looping_turn"
+    other_side = [t["text"] for t in previous if t["role"] != role] + (list(heard) if role == "agent" else [])
+    # Four words at least: "Buenos días." said back is politeness, not parroting.
+    parrots = any(jaccard(fingerprint, shingles([{"text": line}])) >= REPEAT_THRESHOLD
+                  for line in other_side if len(normalize_words(line)) >= 4)
     if role != "agent":
-        return None
+        return "parroting" if parrots else None
+    said = f" {' '.join(normalize_words(text))} "
+    earlier = [f" {' '.join(normalize_words(t['text']))} " for t in own]
+    if any(f" {phrase} " in said and any(f" {phrase} " in line for line in earlier) for phrase in once):
+        return "looping_turn"
     if check_language and (foreign_script(text, language) or reply_language(text) not in ("und", language)):
         return "wrong_language"
-    other_side = [t["text"] for t in previous if t["role"] != role] + list(heard)
-    # Four words at least: "Buenos días." said back is politeness, not parroting.
-    if any(jaccard(fingerprint, shingles([{"text": line}])) >= REPEAT_THRESHOLD
-           for line in other_side if len(normalize_words(line)) >= 4):
+    if parrots:
         return "parroting"
-    said = f" {' '.join(normalize_words(text))} "
     if role_breaks(text, None, True) or any(f" {phrase} " in said for phrase in out_of_role):
         return "out_of_character"
     if not on_topic(text, topics):
@@ -70,15 +78,15 @@ def turn_problem(previous: list[dict], role: str, text: str, language: str, chec
 
 
 def first_problem(conversation_turns: list[dict], language: str, check_language: bool = True,
-                  topics: tuple[str, ...] = (), heard: tuple[str, ...] = (), out_of_role: tuple[str, ...] = ()
-                  ) -> tuple[int, str] | None:
+                  topics: tuple[str, ...] = (), heard: tuple[str, ...] = (), out_of_role: tuple[str, ...] = (),
+                  once: tuple[str, ...] = ()) -> tuple[int, str] | None:
     """(index, reason) of the first turn that spoils a conversation (see turn_problem); (0, no_agent_turn)
     when the agent never spoke."""
     if not any(turn["role"] == "agent" for turn in conversation_turns):
         return 0, "no_agent_turn"
     for index, turn in enumerate(conversation_turns):
         reason = turn_problem(conversation_turns[:index], turn["role"], turn["text"], language, check_language, topics,
-                              heard, out_of_role)
+                              heard, out_of_role, once)
         if reason:
             return index, reason
     return None

@@ -32,6 +32,7 @@ from lorebook.synth.filters import (
 )
 from lorebook.synth.scenario import Scenario, sample_attributes, sample_sampling
 from lorebook.synth.teachers import SideTeachers, make_teacher
+from lorebook.synth.topics import normalize_words
 
 PRECISIONS = ("auto", "bf16", "fp32")
 ENGINES = ("torch", "llamacpp")
@@ -52,6 +53,9 @@ class SynthConfig:
     min_turns: int = field(default=0, metadata={
         "help": "turns before a closing phrase may end a conversation (0 = the first one ends it); later "
                 "turns teach what the agent says after its decision"})
+    followups: int = field(default=0, metadata={
+        "help": "after the agent's decision, the traveller says this many lines from the scenario's "
+                "traveller.followups (the last a goodbye) and the agent answers each; allow 2 --turns per line"})
     batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
     seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
@@ -78,6 +82,8 @@ class SynthConfig:
             raise InputError("-n, --turns and --batch-size must be at least 1", "e.g. -n 100 --turns 10")
         if not 0 <= self.min_turns <= self.turns:
             raise InputError(f"--min-turns {self.min_turns} is outside 0..--turns", "e.g. --turns 14 --min-turns 12")
+        if self.followups < 0:
+            raise InputError(f"--followups {self.followups} is negative", "use 0 (the decision ends it) or e.g. 3")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r} is unknown", "use auto, bf16 or fp32")
         if self.engine not in ENGINES:
@@ -95,8 +101,9 @@ def sidecar(out: Path, suffix: str) -> Path:
 def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
     text = Path(scenario.source).read_bytes() if scenario.source else b""
     kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads", "precision", "engine")}
-    if not kept["min_turns"]:
-        del kept["min_turns"]  # runs started before the option existed still resume
+    for name in ("min_turns", "followups"):
+        if not kept[name]:
+            del kept[name]  # runs started before the option existed still resume
     return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -140,6 +147,10 @@ def _check_resume(out: Path, fingerprint: str, config: SynthConfig) -> None:
 def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progress: bool = True) -> dict:
     """Generate until conversations 0..n-1 are all kept or dropped; returns the report (also saved)."""
     config.validate()
+    if config.followups > len(scenario.traveller.followups):
+        raise InputError(f"--followups {config.followups} needs as many lines under traveller.followups in "
+                         f"{scenario.source or scenario.name} (it has {len(scenario.traveller.followups)})",
+                         "add follow-up lines to the scenario or lower --followups")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_resume(out, _fingerprint(scenario, config), config)
@@ -164,7 +175,7 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         conversations = [Conversation(i, sample_attributes(scenario, config.seed, i), sampling) for i in chunk]
         play(scenario, conversations, teacher, config.turns, config.seed,
              on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
-             retries=config.retries, min_turns=config.min_turns)
+             retries=config.retries, min_turns=config.min_turns, followups=config.followups)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)
@@ -207,13 +218,18 @@ def _heard(scenario: Scenario) -> tuple[str, ...]:
     return tuple(line for line, _ in scenario.agent.examples)
 
 
+def _once(scenario: Scenario) -> tuple[str, ...]:
+    """The agent's closing phrases, normalized: said a second time in one conversation, they are a loop."""
+    return tuple(" ".join(normalize_words(p)) for phrases in scenario.agent.closings.values() for p in phrases)
+
+
 def _acceptor(scenario: Scenario, config: SynthConfig):
     """The per-turn filter that decides whether a freshly generated turn is generated again."""
-    topics, heard = _topics(scenario, config), _heard(scenario)
+    topics, heard, once = _topics(scenario, config), _heard(scenario), _once(scenario)
 
     def accept(conversation: Conversation, role: str, text: str) -> bool:
         return turn_problem(conversation.turns, role, text, scenario.language, config.check_language, topics,
-                            heard, scenario.agent.out_of_role) is None
+                            heard, scenario.agent.out_of_role, once) is None
 
     return accept
 
@@ -221,12 +237,12 @@ def _acceptor(scenario: Scenario, config: SynthConfig):
 def _sort(scenario: Scenario, config: SynthConfig, records: list[dict], duplicates: DuplicateFilter,
           reasons: Counter) -> tuple[list[dict], list[dict]]:
     """Split records into kept and dropped (with the reason), trimming a conversation spoiled late."""
-    topics, heard = _topics(scenario, config), _heard(scenario)
+    topics, heard, once = _topics(scenario, config), _heard(scenario), _once(scenario)
     keep, drop = [], []
     for record in records:
         metadata = record["metadata"]
         found = first_problem(metadata["turns"], scenario.language, config.check_language, topics, heard,
-                              scenario.agent.out_of_role)
+                              scenario.agent.out_of_role, once)
         reason = found[1] if found else None
         # no_agent_turn sits at index 0, so trimming keeps nothing and the conversation is dropped
         if found and config.trim and (shorter := trimmed(metadata["turns"], found[0])):

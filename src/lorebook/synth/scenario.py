@@ -17,6 +17,7 @@
       system: "You are a traveller from {nationality}…"
       examples: […]
       openers: ["Buenos días.", …]     # first lines, sampled (formatted with the attributes)
+      followups: ["¿Dónde recojo…?", …]  # with `synth --followups N`: N lines said after the agent's decision
       closings: [...]
     attributes: {nationality: [...], purpose: [...], …}   # one value sampled per conversation
     sampling: {temperature: [0.6, 0.9], top_p: [0.85, 0.95]}
@@ -40,8 +41,8 @@ from lorebook.synth.topics import normalize_words
 
 OPENINGS = ("traveller", "agent")
 TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
-SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "language", "max_tokens", "topics", "agenda",
-             "out_of_role"}
+SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "followups", "language", "max_tokens", "topics",
+             "agenda", "out_of_role"}
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Side:
     topics: tuple[str, ...] = ()  # normalized word beginnings (see synth.topics)
     agenda: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, normalized done words)
     out_of_role: tuple[str, ...] = ()  # normalized phrases this side never says (synth regenerates the turn)
+    followups: list[str] = field(default_factory=list)  # scripted lines after the agent's decision (synth --followups)
 
 
 @dataclass
@@ -104,11 +106,12 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     ):
         raise _fail(path, f"{key}.closings", "must map an outcome to a list of phrases",
                     "e.g. closings: {admitted: ['bienvenido a españa']}")
-    openers = raw.get("openers") or []
-    if not isinstance(openers, list) or not all(isinstance(o, str) and o.strip() for o in openers):
-        raise _fail(path, f"{key}.openers", "must be a list of lines", "e.g. openers: ['Buenos días.']")
-    for name in ("system", "hints"):
-        missing = _placeholders(raw.get(name) or "") - set(attributes) - ({"step"} if name == "hints" else set())
+    openers, followups = _lines(path, f"{key}.openers", raw), _lines(path, f"{key}.followups", raw)
+    texts = {"system": system, "hints": raw.get("hints") or "",
+             **{f"{name}[{n}]": line for name, lines in (("openers", openers), ("followups", followups))
+                for n, line in enumerate(lines, 1)}}
+    for name, text in texts.items():
+        missing = _placeholders(text) - set(attributes) - ({"step"} if name == "hints" else set())
         if missing:
             raise _fail(path, f"{key}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
                         "add them under attributes: or remove the {placeholders}")
@@ -119,7 +122,16 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
                 {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens,
                 topics, _agenda(path, key, raw, attributes),
-                _phrases(path, f"{key}.out_of_role", raw.get("out_of_role")))
+                _phrases(path, f"{key}.out_of_role", raw.get("out_of_role")), followups)
+
+
+def _lines(path, key: str, raw: dict) -> list[str]:
+    """A side's list of scripted lines (openers, followups)."""
+    name = key.rsplit(".", 1)[1]
+    lines = raw.get(name) or []
+    if not isinstance(lines, list) or not all(isinstance(line, str) and line.strip() for line in lines):
+        raise _fail(path, key, "must be a list of lines", f"e.g. {name}: ['Buenos días.']")
+    return [line.strip() for line in lines]
 
 
 def _beginnings(path, key: str, raw, fix: str) -> tuple[str, ...]:
