@@ -187,8 +187,9 @@ def report_any(target: str = typer.Argument(..., help="an eval run id, or a swee
 
 
 def register(app: typer.Typer) -> None:
-    from lorebook.cli.synth import persona_eval_command
+    from lorebook.cli.synth import label_command, persona_eval_command
 
     eval_app.command("persona")(persona_eval_command)
+    eval_app.command("label")(label_command)
     app.add_typer(eval_app, name="eval")
     app.command("report")(report_any)

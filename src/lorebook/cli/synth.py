@@ -161,5 +161,62 @@ def persona_eval_command(
                 console.print(f"{who:>9}: {' '.join(message['content'].split())[:160]}", markup=False)
 
 
+@friendly_errors
+def label_command(
+    evaluation_path: Path = typer.Argument(..., help="the -o file of `lorebook eval persona`"),
+    labels_path: Path = typer.Option(None, "--labels", help="where labels are kept (default: EVAL.labels.jsonl)"),
+    context: int = typer.Option(3, "--context", help="lines shown before each reply"),
+    seed: int = typer.Option(0, "--seed", help="seed of the blind order"),
+    summary_only: bool = typer.Option(False, "--summary", help="print the counts of the labels so far; ask nothing"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Read every agent turn of a persona evaluation, blind (rows shuffled together, names hidden), and say
+    whether it is what the agent would say there; prints the share in role per row with 95% intervals."""
+    from lorebook.synth.labels import (
+        VERDICTS,
+        add_label,
+        agent_turns,
+        read_evaluation,
+        read_labels,
+        summarize,
+        to_label,
+    )
+
+    turns = agent_turns(read_evaluation(evaluation_path))
+    labels_path = labels_path or evaluation_path.with_name(f"{evaluation_path.stem}.labels.jsonl")
+    labels = read_labels(labels_path)
+    pending = [] if summary_only else to_label(turns, labels, seed)
+    if pending:
+        console.print(f"{len(pending)} replies to read ({len(labels)} labelled before, kept in {labels_path}). "
+                      "Answer y (in role) or n, optionally followed by a note; s skips, q stops.", markup=False)
+    for number, turn in enumerate(pending, 1):
+        console.print(f"\n[{number}/{len(pending)}] agent turn {turn.turn}", markup=False)
+        for message in turn.before[-context:] if context else []:
+            who = "agent" if message["role"] == "assistant" else "traveller"
+            console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
+        console.print(f"  {'REPLY':>9}: {' '.join(turn.reply.split())}", markup=False)
+        try:
+            answer = input("in role? [y/n/s/q] ").strip()
+        except EOFError:
+            break
+        verdict, _, note = answer.partition(" ")
+        if verdict.lower() == "q":
+            break
+        if verdict.lower() in VERDICTS:
+            add_label(labels_path, turn, VERDICTS[verdict.lower()], note.strip())
+            labels[turn.key] = {"in_role": VERDICTS[verdict.lower()]}
+    summary = summarize(turns, labels)
+    if pending:
+        print()  # the last prompt's line
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    for row, counts in summary.items():
+        parts = [f"{name} {c['k']}/{c['n']}" + (f" ({100 * c['value']:.0f}% [{100 * c['ci'][0]:.0f}-"
+                                                f"{100 * c['ci'][1]:.0f}])" if c["n"] else "")
+                 for name, c in counts.items() if name != "unlabelled"]
+        console.print(f"{row}: " + "; ".join(parts) + f"; unlabelled {counts['unlabelled']}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth_command)

@@ -1,0 +1,122 @@
+"""Hand labels for a persona evaluation: read each agent turn, say whether it is in role, count with intervals.
+
+The rule rows of `eval persona` cannot tell fluent nonsense from an officer doing the job ("Los productos
+cárnicos no pueden entrar" said to a traveller who carries clothes passes every rule), and the small judges
+fail the scenario's `judge_check`; a person reading the turns can. `lorebook eval label eval.json` shows every
+agent turn with the lines before it, **blind**: the turns of all rows (untuned and tuned) are shuffled together
+and the row's name is hidden, so the reader cannot favour the model they hope is better. Each answer is
+appended to `eval.labels.jsonl` at once (a stopped session resumes where it stopped; nothing is asked twice).
+A label is keyed by the row, the conversation, the turn and the reply's text, so an evaluation rerun that
+changed a reply asks again for that reply only. `summarize` gives, per row, the share in role with a Wilson
+interval, and the same for the turns of each half of the conversations (early turns are easy; drift is late).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorebook.errors import InputError
+from lorebook.evaluate.stats import wilson
+
+VERDICTS = {"y": True, "n": False}
+
+
+@dataclass
+class AgentTurn:
+    """One agent reply of an evaluation, with the conversation before it."""
+
+    row: str  # the evaluation row's label, e.g. "gemma3-270m + customs-es"
+    conversation: int
+    turn: int  # 1-based agent turn in its conversation
+    before: list[dict]  # the messages before the reply (no system prompt)
+    reply: str
+
+    @property
+    def key(self) -> str:
+        text = json.dumps([self.row, self.conversation, self.turn, self.reply], ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_evaluation(path) -> dict:
+    """An `eval persona -o FILE` result, or a one-line error naming what is wrong with it."""
+    path = Path(path)
+    try:
+        evaluation = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist", "pass the -o file of `lorebook eval persona`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path} is not JSON", "pass the -o file of `lorebook eval persona`") from None
+    rows = evaluation.get("rows") if isinstance(evaluation, dict) else None
+    if not rows or not all(isinstance(r, dict) and "label" in r and "conversations" in r for r in rows):
+        raise InputError(f"{path} holds no persona evaluation rows", "pass the -o file of `lorebook eval persona`")
+    return evaluation
+
+
+def agent_turns(evaluation: dict) -> list[AgentTurn]:
+    """Every agent reply of every row, in order."""
+    turns = []
+    for row in evaluation["rows"]:
+        for index, chat in enumerate(row["conversations"]):
+            messages = [m for m in chat if m["role"] != "system"]
+            number = 0
+            for position, message in enumerate(messages):
+                if message["role"] == "assistant":
+                    number += 1
+                    turns.append(AgentTurn(row["label"], index, number, messages[:position], message["content"]))
+    return turns
+
+
+def read_labels(path) -> dict[str, dict]:
+    """Labels already given, by turn key; a torn last line (a killed session) is ignored."""
+    path = Path(path)
+    labels = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "key" in record and isinstance(record.get("in_role"), bool):
+                labels[record["key"]] = record
+    return labels
+
+
+def to_label(turns: list[AgentTurn], labels: dict[str, dict], seed: int = 0) -> list[AgentTurn]:
+    """The turns not labelled yet, in a seeded shuffle across rows (the blind order)."""
+    pending = [turn for turn in turns if turn.key not in labels]
+    random.Random(seed).shuffle(pending)
+    return pending
+
+
+def add_label(path, turn: AgentTurn, in_role: bool, note: str = "") -> None:
+    """Append one label at once, so a stopped session loses nothing."""
+    record = {"key": turn.key, "row": turn.row, "conversation": turn.conversation, "turn": turn.turn,
+              "reply": turn.reply, "in_role": in_role, **({"note": note} if note else {})}
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _share(flags: list[bool]) -> dict:
+    k, n = sum(flags), len(flags)
+    return {"value": k / n if n else None, "k": k, "n": n, "ci": list(wilson(k, n)) if n else None}
+
+
+def summarize(turns: list[AgentTurn], labels: dict[str, dict]) -> dict[str, dict]:
+    """Per row: share of labelled turns in role, overall and for the early and late halves of the turns."""
+    rows: dict[str, list[AgentTurn]] = {}
+    for turn in turns:
+        rows.setdefault(turn.row, []).append(turn)
+    summary = {}
+    for row, row_turns in rows.items():
+        last = max(turn.turn for turn in row_turns)
+        half = (last + 1) // 2
+        labelled = [(turn, labels[turn.key]["in_role"]) for turn in row_turns if turn.key in labels]
+        summary[row] = {"in_role": _share([flag for _, flag in labelled]),
+                        f"turns 1-{half}": _share([flag for turn, flag in labelled if turn.turn <= half]),
+                        f"turns {half + 1}-{last}": _share([flag for turn, flag in labelled if turn.turn > half]),
+                        "unlabelled": len(row_turns) - len(labelled)}
+    return summary

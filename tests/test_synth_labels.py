@@ -1,0 +1,79 @@
+"""Hand labels of a persona evaluation: blind order, resume, keys that follow the reply, counts per row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lorebook.cli.main import app
+from lorebook.errors import InputError
+from lorebook.synth.labels import add_label, agent_turns, read_evaluation, read_labels, summarize, to_label
+
+
+def evaluation(tmp_path, tuned_reply="Su pasaporte, por favor."):
+    def chat(first, second):
+        return [{"role": "system", "content": "Eres Marta."}, {"role": "user", "content": "Buenos días."},
+                {"role": "assistant", "content": first}, {"role": "user", "content": "Vengo de vacaciones."},
+                {"role": "assistant", "content": second}]
+
+    rows = [{"label": "base", "conversations": [chat("Hello!", "I love holidays."), chat("Hi.", "Me too.")]},
+            {"label": "tuned", "conversations": [chat(tuned_reply, "¿Cuántos días se queda?"),
+                                                 chat("Buenos días.", "¿Dónde se aloja?")]}]
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"scenario": "x", "rows": rows}), encoding="utf-8")
+    return path
+
+
+def test_turns_are_shuffled_across_rows_and_counted_per_row(tmp_path):
+    turns = agent_turns(read_evaluation(evaluation(tmp_path)))
+    assert len(turns) == 8 and turns[0].turn == 1 and turns[1].turn == 2
+    assert turns[1].before[-1]["content"] == "Vengo de vacaciones."
+    order = to_label(turns, {}, seed=0)
+    assert sorted(t.key for t in order) == sorted(t.key for t in turns)
+    assert [t.row for t in order] != sorted(t.row for t in order)  # rows are mixed, not base first
+    labels_path = tmp_path / "labels.jsonl"
+    for turn in turns:
+        add_label(labels_path, turn, turn.row == "tuned" and turn.reply != "Buenos días.")
+    summary = summarize(turns, read_labels(labels_path))
+    assert summary["base"]["in_role"]["k"] == 0 and summary["tuned"]["in_role"]["k"] == 3
+    assert summary["tuned"]["turns 2-2"] == {"value": 1.0, "k": 2, "n": 2, "ci": pytest.approx([0.34, 1.0], abs=0.01)}
+    assert summary["tuned"]["unlabelled"] == 0
+
+
+def test_a_changed_reply_is_asked_again_and_a_torn_line_is_ignored(tmp_path):
+    labels_path = tmp_path / "labels.jsonl"
+    for turn in agent_turns(read_evaluation(evaluation(tmp_path))):
+        add_label(labels_path, turn, True)
+    with labels_path.open("a") as handle:
+        handle.write('{"key": "abc", "in_ro')  # a session killed mid-write
+    labels = read_labels(labels_path)
+    assert len(labels) == 8
+    rerun = agent_turns(read_evaluation(evaluation(tmp_path, tuned_reply="Pasaporte.")))
+    assert [t.reply for t in to_label(rerun, labels)] == ["Pasaporte."]
+
+
+def test_cli_resumes_and_prints_the_counts(tmp_path):
+    path = evaluation(tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(app, ["eval", "label", str(path)], input="y\nn off topic\ns\nq\n")
+    assert first.exit_code == 0, first.output
+    assert "base" not in first.output.split("unlabelled")[0].split("REPLY")[0]  # blind: no row names while asking
+    saved = [json.loads(line) for line in (tmp_path / "eval.labels.jsonl").read_text().splitlines()]
+    assert [r["in_role"] for r in saved] == [True, False] and saved[1]["note"] == "off topic"
+    second = runner.invoke(app, ["eval", "label", str(path)], input="y\n" * 6)
+    assert "6 replies to read (2 labelled before" in second.output
+    summary = json.loads(runner.invoke(app, ["eval", "label", str(path), "--summary", "--json"]).output)
+    assert summary["base"]["in_role"]["n"] + summary["tuned"]["in_role"]["n"] == 8
+
+
+def test_bad_files_get_one_line_errors(tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(InputError, match="is not JSON"):
+        read_evaluation(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text('{"rows": []}')
+    with pytest.raises(InputError, match="no persona evaluation rows"):
+        read_evaluation(tmp_path / "y.json")
+    result = CliRunner().invoke(app, ["eval", "label", str(tmp_path / "missing.json")])
+    assert result.exit_code != 0 and "does not exist" in result.output
