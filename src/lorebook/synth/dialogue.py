@@ -38,7 +38,7 @@ class Conversation:
     sampling: dict[str, float]
     turns: list[dict] = field(default_factory=list)  # {"role": "agent"|"traveller", "text": …}
     ended_by: str | None = None
-    decided: str | None = None  # the first closing said before min_turns, when the conversation went on
+    decided: str | None = None  # the first closing, when the conversation went on (min_turns, followups)
     pending: list[str] = field(default_factory=list)  # scripted follow-up lines the traveller has still to say
 
     @property
