@@ -303,24 +303,28 @@ def test_turn_rules_catch_role_breaks_and_near_repeats():
     assert turn_problem(officer, "traveller", "Dos semanas, en casa de mi hermana.", "es") is None
 
 
+class AnswersAfterDecision(FakeTeacher):
+    """The fake officer admits at its fourth turn, then says `answers` in turn (formatted with the id)."""
+
+    def __init__(self, answers: list[str]):
+        super().__init__()
+        self.answers = answers
+
+    def generate(self, message_lists, options, key="", ids=None):
+        replies = super().generate(message_lists, options, key, ids)
+        for n, (i, messages) in enumerate(zip(ids, message_lists)):
+            own = own_turn_count(messages)
+            if "aduanas" in messages[0]["content"] and own >= 4:
+                replies[n] = self.answers[own - 4].format(i=i)
+        return replies
+
+
 def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
     after = ["El formulario de la aduana está en la ventanilla {i}.", "Su equipaje sale por la cinta número {i}."]
-
-    class AnswersAfterwards(FakeTeacher):
-        """The fake officer admits at its fourth turn, then answers the traveller's questions."""
-
-        def generate(self, message_lists, options, key="", ids=None):
-            replies = super().generate(message_lists, options, key, ids)
-            for n, (i, messages) in enumerate(zip(ids, message_lists)):
-                own = own_turn_count(messages)
-                if "aduanas" in messages[0]["content"] and own >= 4:
-                    replies[n] = after[own - 4].format(i=i)
-            return replies
-
     scenario = load_scenario(EXAMPLE)
     out = tmp_path / "convs.jsonl"
     run_synth(scenario, SynthConfig(n=2, turns=12, batch_size=2, min_turns=12, dedup=1.0), out,
-              teacher=AnswersAfterwards(), progress=False)
+              teacher=AnswersAfterDecision(after), progress=False)
     for record in lines(out):
         metadata = record["metadata"]
         assert metadata["decided"] == "agent:admitted" and metadata["ended_by"] == "max_turns"
@@ -338,20 +342,8 @@ def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
 def test_followups_script_the_traveller_after_the_decision(tmp_path):
     scenario = load_scenario(EXAMPLE)
     answers = ["La cinta de equipajes está a la derecha, número {i}.", "Sí, guarde el formulario {i}.",
-               "El taxi está en la salida {i}.", "Adiós, buen viaje, señor {i}."]
-
-    class AnswersFollowups(FakeTeacher):
-        """The fake officer admits at its fourth turn, then answers whatever the traveller says next."""
-
-        def generate(self, message_lists, options, key="", ids=None):
-            replies = super().generate(message_lists, options, key, ids)
-            for n, (i, messages) in enumerate(zip(ids, message_lists)):
-                own = own_turn_count(messages)
-                if "aduanas" in messages[0]["content"] and own >= 4:
-                    replies[n] = answers[own - 4].format(i=i)
-            return replies
-
-    teacher = AnswersFollowups()
+               "El taxi está en la salida {i}."]
+    teacher = AnswersAfterDecision(answers)
     out = tmp_path / "convs.jsonl"
     report = run_synth(scenario, SynthConfig(n=2, turns=16, batch_size=2, followups=3, dedup=1.0), out,
                        teacher=teacher, progress=False)
