@@ -33,8 +33,9 @@ class Sampler:
         self.options = options
         self.context = list(seen)
         self.breakers = breakers
-        self.exempt = exempt  # never penalized as repeats: the end-of-turn tokens every earlier turn ends with
-        seen = [token for token in seen if token not in exempt]
+        # `exempt` are never penalized as repeats: the end-of-turn tokens every earlier turn ends with
+        penalized = options.repetition_penalty != 1.0
+        self.penalty = RepetitionPenalty(options.repetition_penalty, exempt) if penalized else None
         self.generator = torch.Generator()
         if options.seed is not None:
             self.generator.manual_seed(options.seed)
@@ -47,7 +48,7 @@ class Sampler:
     def add(self, token: int) -> None:
         self.reply.append(token)
         self.context.append(token)
-        if token not in self.seen_set and token not in self.exempt:
+        if token not in self.seen_set:
             self.seen_set.add(token)
             self.seen = torch.cat([self.seen, torch.tensor([token])])
 
@@ -55,8 +56,8 @@ class Sampler:
     def __call__(self, logits: torch.Tensor) -> int:
         opts = self.options
         logits = logits.float()
-        if opts.repetition_penalty != 1.0 and len(self.seen):
-            logits = RepetitionPenalty(opts.repetition_penalty, self.exempt)(self.seen[None], logits[None])[0]
+        if self.penalty and len(self.seen):
+            logits = self.penalty(self.seen[None], logits[None])[0]
         if banned := repeated_ngram_ends(self.reply, opts.no_repeat_ngram):
             logits[list(banned)] = float("-inf")
         if opts.dry_multiplier > 0:
