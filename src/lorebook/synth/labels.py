@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorebook.errors import InputError
-from lorebook.evaluate.stats import wilson
+from lorebook.evaluate.stats import share
 
 VERDICTS = {"y": True, "n": False}
 
@@ -100,11 +100,6 @@ def add_label(path, turn: AgentTurn, in_role: bool, note: str = "") -> None:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _share(flags: list[bool]) -> dict:
-    k, n = sum(flags), len(flags)
-    return {"value": k / n if n else None, "k": k, "n": n, "ci": list(wilson(k, n)) if n else None}
-
-
 def summarize(turns: list[AgentTurn], labels: dict[str, dict]) -> dict[str, dict]:
     """Per row: share of labelled turns in role, overall and for the early and late halves of the turns."""
     rows: dict[str, list[AgentTurn]] = {}
@@ -115,8 +110,8 @@ def summarize(turns: list[AgentTurn], labels: dict[str, dict]) -> dict[str, dict
         last = max(turn.turn for turn in row_turns)
         half = (last + 1) // 2
         labelled = [(turn, labels[turn.key]["in_role"]) for turn in row_turns if turn.key in labels]
-        summary[row] = {"in_role": _share([flag for _, flag in labelled]),
-                        f"turns 1-{half}": _share([flag for turn, flag in labelled if turn.turn <= half]),
-                        f"turns {half + 1}-{last}": _share([flag for turn, flag in labelled if turn.turn > half]),
+        summary[row] = {"in_role": share([flag for _, flag in labelled]),
+                        f"turns 1-{half}": share([flag for turn, flag in labelled if turn.turn <= half]),
+                        f"turns {half + 1}-{last}": share([flag for turn, flag in labelled if turn.turn > half]),
                         "unlabelled": len(row_turns) - len(labelled)}
     return summary
