@@ -121,3 +121,12 @@ def test_bad_chat(tmp_path):
     path = write_lines(tmp_path / "d.jsonl", [{"messages": [{"role": "robot", "content": "x"}]}])
     with pytest.raises(InputError, match=":1: unknown role 'robot'"):
         load_chats(path)
+    rejected = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]
+    with pytest.raises(InputError, match=":1: the chat has no assistant turn"):
+        load_chats(write_lines(tmp_path / "e.jsonl", [{"messages": rejected}]))
+    for bad in ({"role": "user", "content": "q", "weight": 0}, {"role": "assistant", "content": "a", "weight": 0.5}):
+        with pytest.raises(InputError, match="'weight' must be 0 or 1"):
+            load_chats(write_lines(tmp_path / "f.jsonl", [{"messages": [bad, {"role": "assistant", "content": "b"}]}]))
+    kept = load_chats(write_lines(tmp_path / "g.jsonl", [{"messages": rejected + [{"role": "user", "content": "r"},
+                                                                                  {"role": "assistant", "content": "c"}]}]))
+    assert kept[0][1]["weight"] == 0 and "weight" not in kept[0][3]

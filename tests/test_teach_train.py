@@ -91,6 +91,15 @@ def test_chat_masking_covers_every_assistant_turn(tokenizer):
     assert "Hello there" in trained and "Goodbye friend" in trained and "bye<" not in trained and "hi" not in trained
 
 
+def test_chat_turn_with_weight_zero_is_context_not_target(tokenizer):
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello there", "weight": 0},
+                {"role": "user", "content": "bye"}, {"role": "assistant", "content": "Goodbye friend"}]
+    encoded = encode(render_chat(messages, tokenizer), tokenizer, 256)
+    trained = tokenizer.decode([t for t, lab in zip(encoded.input_ids, encoded.labels) if lab != IGNORE_INDEX])
+    assert "Goodbye friend" in trained and "Hello there" not in trained
+    assert "Hello there" in tokenizer.decode(encoded.input_ids)  # still in the context of the next turn
+
+
 def test_cutoff_drops_examples_without_answer_tokens(tokenizer):
     example = render_facts(FACTS[:1], tokenizer, ["qa"])[0]
     assert encode(example, tokenizer, cutoff_len=5) is None

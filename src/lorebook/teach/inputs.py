@@ -2,7 +2,8 @@
 
 Accepted files:
   *.jsonl with id/fact/question/answer        a knowledge pack (see pack.py)
-  *.jsonl with {"messages": [...]}            OpenAI-style chats (persona / conversation fine-tunes)
+  *.jsonl with {"messages": [...]}            OpenAI-style chats (persona / conversation fine-tunes); an
+                                              assistant turn with "weight": 0 is context, not a target
   *.jsonl with {"conversations": [...]}       ShareGPT chats (from: human/gpt/system, value)
   *.txt with "Question: …" / "Answer: …" lines question/answer pairs, treated as facts
   *.txt otherwise                              one statement a line
@@ -70,9 +71,17 @@ def load_chats(path: Path) -> list[list[dict]]:
                 raise InputError(f"{where}: unknown role {turn[role_key]!r}", "use system, user or assistant")
             if not isinstance(turn[text_key], str) or not turn[text_key].strip():
                 raise InputError(f"{where}: a {role} turn is empty", "give every turn some text")
-            messages.append({"role": role, "content": turn[text_key]})
-        if not any(m["role"] == "assistant" for m in messages):
-            raise InputError(f"{where}: the chat has no assistant turn to learn from", "add an assistant reply")
+            message = {"role": role, "content": turn[text_key]}
+            if "weight" in turn:
+                # OpenAI's fine-tuning format: weight 0 keeps an assistant turn as context but not as a target
+                if role != "assistant" or turn["weight"] not in (0, 1) or isinstance(turn["weight"], bool):
+                    raise InputError(f"{where}: 'weight' must be 0 or 1 and only on assistant turns",
+                                     'e.g. {"role": "assistant", "content": "…", "weight": 0}')
+                message["weight"] = turn["weight"]
+            messages.append(message)
+        if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
+            raise InputError(f"{where}: the chat has no assistant turn to learn from",
+                             "add an assistant reply (or give one weight 1)")
         chats.append(messages)
     return chats
 

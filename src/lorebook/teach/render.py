@@ -74,7 +74,8 @@ def lower_first(text: str) -> str:
 
 
 def chat_segments(tokenizer, messages: list[dict]) -> tuple[tuple[str, bool], ...]:
-    """Segments of a chat rendered by the tokenizer's template; assistant turns are trainable.
+    """Segments of a chat rendered by the tokenizer's template; assistant turns are trainable, except those
+    with `"weight": 0` (OpenAI's fine-tuning format: a turn rejected by a reader stays as context).
 
     Each assistant turn's text is the difference between the template rendered up to that turn with a
     generation prompt and rendered including it, so the end-of-turn marker the template adds is learned
@@ -93,7 +94,7 @@ def chat_segments(tokenizer, messages: list[dict]) -> tuple[tuple[str, bool], ..
             if not prompt.startswith(done):
                 prompt, full = done + prompt[len(done):], done + full[len(done):]
         segments.append((prompt[len(done):], False))
-        segments.append((full[len(prompt):], True))
+        segments.append((full[len(prompt):], message.get("weight", 1) != 0))
         done = full
     return tuple((text, trainable) for text, trainable in segments if text)
 
