@@ -77,3 +77,36 @@ def test_bad_files_get_one_line_errors(tmp_path):
         read_evaluation(tmp_path / "y.json")
     result = CliRunner().invoke(app, ["eval", "label", str(tmp_path / "missing.json")])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_training_data_labels_become_weights(tmp_path):
+    """`eval label convs.jsonl --weights out.jsonl`: turns read as out of role stay as context, weight 0."""
+    def record(index, replies):
+        messages = [{"role": "system", "content": "Eres Marta."}]
+        for reply in replies:
+            messages += [{"role": "user", "content": "Buenos días."}, {"role": "assistant", "content": reply}]
+        return {"id": index, "messages": messages, "metadata": {"seed": index}}
+
+    data = tmp_path / "convs.jsonl"
+    data.write_text("\n".join(json.dumps(record(i, r)) for i, r in enumerate(
+        [["Su pasaporte, por favor.", "Me encanta el jamón."], ["¿Motivo del viaje?"], ["¡Qué rico!"]])) + "\n",
+        encoding="utf-8")
+    turns = agent_turns(read_evaluation(data))
+    assert [(t.conversation, t.turn) for t in turns] == [(0, 1), (0, 2), (1, 1), (2, 1)]
+    runner = CliRunner()
+    out = tmp_path / "curated.jsonl"
+    answers = "".join("n\n" if t.reply in ("Me encanta el jamón.", "¡Qué rico!") else "y\n"
+                      for t in to_label(turns, {}, 0))
+    result = runner.invoke(app, ["eval", "label", str(data), "--weights", str(out)], input=answers)
+    assert result.exit_code == 0, result.output
+    assert "2 agent turns kept, 2 with weight 0" in " ".join(result.output.split())
+    assert "1 conversations with no turn kept left out" in " ".join(result.output.split())
+    curated = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert curated[0]["messages"][4] == {"role": "assistant", "content": "Me encanta el jamón.", "weight": 0}
+    assert "weight" not in curated[0]["messages"][2] and curated[1]["metadata"] == {"seed": 1}
+    assert len(curated) == 2  # the third had nothing to learn from
+    from lorebook.teach.inputs import load_chats
+    assert load_chats(out)[0][4]["weight"] == 0
+    with pytest.raises(InputError, match="overwrite"):
+        from lorebook.synth.labels import write_weighted
+        write_weighted(data, {}, data)

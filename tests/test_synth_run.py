@@ -360,3 +360,30 @@ def test_followups_script_the_traveller_after_the_decision(tmp_path):
     from lorebook.errors import InputError
     with pytest.raises(InputError, match="--followups 99"):
         run_synth(scenario, SynthConfig(n=1, followups=99), tmp_path / "x.jsonl", teacher=teacher, progress=False)
+
+
+def test_scripted_answers_answer_the_agents_questions_without_a_teacher_call(tmp_path):
+    from lorebook.synth.scenario import fill
+
+    scenario = load_scenario(EXAMPLE)
+    teacher = FakeTeacher()
+    config = SynthConfig(n=2, turns=10, batch_size=2, scripted_answers=True, dedup=1.0)
+    run_synth(scenario, config, tmp_path / "convs.jsonl", teacher=teacher, progress=False)
+    assert teacher.calls == 4  # the agent's four turns; the traveller's answers are scripted
+    pools = [answer_lines for _, answer_lines in scenario.traveller.answers]
+    records = lines(tmp_path / "convs.jsonl")
+    for record in records:
+        attributes = record["metadata"]["attributes"]
+        said = [t["text"] for t in record["metadata"]["turns"][2::2]]
+        # asked the purpose, the days, then what is in the luggage: answered from those three pools in turn
+        for text, pool in zip(said, (pools[1], pools[2], pools[4])):
+            assert text in {fill(line, attributes) for line in pool}
+    again = tmp_path / "again.jsonl"
+    run_synth(scenario, config, again, teacher=FakeTeacher(), progress=False)
+    assert [r["metadata"]["turns"] for r in lines(again)] == [r["metadata"]["turns"] for r in records]
+    import dataclasses
+
+    from lorebook.errors import InputError
+    silent = dataclasses.replace(scenario, traveller=dataclasses.replace(scenario.traveller, answers=[]))
+    with pytest.raises(InputError, match="--scripted-answers needs traveller.answers"):
+        run_synth(silent, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)

@@ -48,6 +48,32 @@ def test_example_followups_are_not_eval_script_lines():
     assert len(followups) >= 10 and not followups & scripted
 
 
+def test_example_answers_are_not_eval_script_lines():
+    """synth --scripted-answers trains on these lines, filled with every attribute value they can take."""
+    from lorebook.synth.scenario import fill
+    from lorebook.synth.topics import normalize_words
+
+    scenario = load_scenario(EXAMPLE)
+    scripted = {" ".join(normalize_words(line)) for script in scenario.script for line in script}
+    filled = {fill(line, {name: value for name in scenario.attributes})
+              for values in scenario.attributes.values() for value in values
+              for _, lines in scenario.traveller.answers for line in lines}
+    assert len(filled) > 40 and not {" ".join(normalize_words(line)) for line in filled} & scripted
+
+
+def test_scripted_answer_follows_the_questions_in_order():
+    from lorebook.synth.dialogue import scripted_answer
+
+    scenario = load_scenario(EXAMPLE)
+    conversation = Conversation(3, sample_attributes(scenario, 0, 3), {})
+    both = scripted_answer(scenario.traveller, "¿Dónde se aloja y cuántos días se queda?", conversation, 0, 4)
+    pools = {asks[0]: lines for asks, lines in scenario.traveller.answers}
+    lodging, days = pools["aloj"], pools["tiempo"]
+    assert any(both.startswith(line) for line in lodging) and any(both.endswith(line) for line in days)
+    assert scripted_answer(scenario.traveller, "¿Dónde se aloja y cuántos días se queda?", conversation, 0, 4) == both
+    assert scripted_answer(scenario.traveller, "Muy bien, gracias.", conversation, 0, 4) is None
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),
@@ -66,6 +92,13 @@ def test_example_followups_are_not_eval_script_lines():
     (lambda d: d["agent"].update(agenda=[{"step": "Pregunta por {planet}."}]), "agent.agenda[1].step"),
     (lambda d: d["traveller"].update(followups="¿Dónde está la salida?"), "traveller.followups"),
     (lambda d: d["traveller"].update(followups=["Vale.", "Vengo de {planet}."]), "traveller.followups[2]"),
+    (lambda d: d["traveller"].update(answers={"asks": ["pasaport"]}), "traveller.answers"),
+    (lambda d: d["traveller"].update(answers=[{"asks": ["pasaport"]}]), "traveller.answers[1]"),
+    (lambda d: d["traveller"].update(answers=[{"asks": ["dónde se aloja"], "lines": ["En Madrid."]}]),
+     "traveller.answers[1].asks"),
+    (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": []}]), "traveller.answers[1].lines"),
+    (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": ["En {planet}."]}]),
+     "traveller.answers[1].lines"),
 ])
 def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
     data = minimal()

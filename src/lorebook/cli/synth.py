@@ -27,6 +27,7 @@ def synth_command(
     agent_teacher: str = typer.Option(DEFAULTS.agent_teacher, "--agent-teacher", help=HELP["agent_teacher"]),
     min_turns: int = typer.Option(DEFAULTS.min_turns, "--min-turns", help=HELP["min_turns"]),
     followups: int = typer.Option(DEFAULTS.followups, "--followups", help=HELP["followups"]),
+    scripted_answers: bool = typer.Option(DEFAULTS.scripted_answers, "--scripted-answers", help=HELP["scripted_answers"]),
     batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help=HELP["batch_size"]),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
     dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
@@ -51,7 +52,7 @@ def synth_command(
     config = SynthConfig(n=n, turns=turns, teacher=teacher, agent_teacher=agent_teacher, batch_size=batch_size, seed=seed, dedup=dedup,
                          check_language=check_language, check_topics=check_topics, trim=trim, retries=retries, threads=threads,
                          precision=precision, engine=engine, min_turns=min_turns,
-                         followups=followups)
+                         followups=followups, scripted_answers=scripted_answers)
     if refilter_path:
         report = refilter(scenario, config, refilter_path, out)
     else:
@@ -163,19 +164,24 @@ def persona_eval_command(
 
 @friendly_errors
 def label_command(
-    evaluation_path: Path = typer.Argument(..., help="the -o file of `lorebook eval persona`"),
+    evaluation_path: Path = typer.Argument(..., help="the -o file of `lorebook eval persona`, or a chat JSONL "
+                                           "file (training data, e.g. `lorebook synth` output)"),
     labels_path: Path = typer.Option(None, "--labels", help="where labels are kept (default: EVAL.labels.jsonl)"),
     context: int = typer.Option(3, "--context", help="lines shown before each reply"),
     seed: int = typer.Option(0, "--seed", help="seed of the blind order"),
     summary_only: bool = typer.Option(False, "--summary", help="print the counts of the labels so far; ask nothing"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    weights_path: Path = typer.Option(None, "--weights", help="for a chat JSONL: write a copy with weight 0 on "
+                                      "the turns labelled out of role, for `lorebook teach`"),
 ) -> None:
     """Read every agent turn of a persona evaluation, blind (rows shuffled together, names hidden), and say
-    whether it is what the agent would say there; prints the share in role per row with 95% intervals."""
+    whether it is what the agent would say there; prints the share in role per row with 95% intervals.
+    On training data, `--weights OUT.jsonl` keeps the rejected turns as context only."""
     from lorebook.synth.labels import (
         VERDICTS,
         add_label,
         agent_turns,
+        write_weighted,
         read_evaluation,
         read_labels,
         summarize,
@@ -208,6 +214,11 @@ def label_command(
     summary = summarize(turns, labels)
     if pending:
         print()  # the last prompt's line
+    if weights_path:
+        counts = write_weighted(evaluation_path, labels, weights_path)
+        console.print(f"wrote {weights_path}: {counts['kept']} agent turns kept, {counts['zeroed']} with weight 0 "
+                      f"(context only), {counts['unlabelled']} unlabelled (kept); "
+                      f"{counts['conversations_left_out']} conversations with no turn kept left out", markup=False)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
         return

@@ -11,7 +11,9 @@ Every conversation of a batch has the same speaker at the same turn, so one roun
 `Teacher.generate` call. A conversation ends when a side says one of its closing phrases (the outcome
 is recorded) or at the turn limit; with `followups`, the agent's decision is recorded instead and the
 traveller says that many scripted lines (its `followups` pool, the last one a goodbye) that the agent
-answers, so the persona also learns what comes after "bienvenido a España".
+answers, so the persona also learns what comes after "bienvenido a España". With `answers` (an
+agenda-based user simulator), the traveller answers the agent's questions from its scripted `answers`
+lines, and only a turn that asks none of them goes to the teacher.
 """
 
 from __future__ import annotations
@@ -129,8 +131,29 @@ def followup_lines(side: Side, conversation: Conversation, seed: int, count: int
     return [fill(line, conversation.attributes) for line in lines]
 
 
+def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: int, turn: int) -> str | None:
+    """The side's scripted answer to the other side's turn `asked`, or None when it asks none of `answers`.
+
+    A turn asking two things ("¿Cuánto tiempo se queda y dónde se aloja?") gets both answers, in the order
+    it asked them (at most two: a traveller answers briefly). Lines are picked seeded per conversation and
+    turn, so a resumed run says the same. A small model playing the traveller drifts within a few turns
+    (Russian, the officer's own question back, a trip to India), and every officer turn after that is
+    taught on nonsense; scripted answers keep the other side sane and cost no teacher call."""
+    words = normalize_words(asked)
+    found = []
+    for asks, lines in side.answers:
+        positions = [i for i, word in enumerate(words) if any(word.startswith(a) for a in asks)]
+        if positions:
+            found.append((positions[0], lines))
+    if not found:
+        return None
+    rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
+    return " ".join(fill(rng.choice(lines), conversation.attributes) for _, lines in sorted(found, key=lambda f: f[0])[:2])
+
+
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
-         on_turn=None, accept=None, retries: int = 0, min_turns: int = 0, followups: int = 0) -> None:
+         on_turn=None, accept=None, retries: int = 0, min_turns: int = 0, followups: int = 0,
+         answers: bool = False) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
 
     A closing phrase said before `min_turns` turns is recorded as `decided` and the conversation goes on:
@@ -143,7 +166,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
 
     With `followups`, the agent's first closing is recorded as `decided`; the traveller then says
     `followup_lines` instead of generated turns, and the conversation ends after the agent answers the last.
-    Scripted followups take no teacher call, so a small traveller model cannot parrot there."""
+    Scripted followups take no teacher call, so a small traveller model cannot parrot there; with `answers`,
+    the traveller's other turns are `scripted_answer`s where the agent asked one of them."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
@@ -154,6 +178,10 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
             scripted = [opener(scenario, c, seed) for c in active]
         else:
             scripted = [c.pending.pop(0) if c.pending and role != "agent" else None for c in active]
+            if answers and role != "agent":
+                scripted = [line if line is not None or not c.turns else
+                            scripted_answer(side, c.turns[-1]["text"], c, seed, turn)
+                            for c, line in zip(active, scripted)]
         needed = [c for c, line in zip(active, scripted) if line is None]
         writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher
         texts = _round(scenario, writer, needed, role, seed, turn, 0)

@@ -9,6 +9,12 @@ appended to `eval.labels.jsonl` at once (a stopped session resumes where it stop
 A label is keyed by the row, the conversation, the turn and the reply's text, so an evaluation rerun that
 changed a reply asks again for that reply only. `summarize` gives, per row, the share in role with a Wilson
 interval, and the same for the turns of each half of the conversations (early turns are easy; drift is late).
+
+The same reading works on training data: `lorebook eval label convs.jsonl --weights curated.jsonl` shows the
+agent turns of a chat JSONL file (a `lorebook synth` output) and writes a copy with `"weight": 0` on the turns
+read as out of role, so `lorebook teach curated.jsonl` learns only from the turns a person accepted; the
+rejected ones stay in the conversation as context. A student learns its teacher's mistakes too: the officer
+turns of a 1.5B teacher read 55% in role, and the students taught on them drifted the same way.
 """
 
 from __future__ import annotations
@@ -41,9 +47,19 @@ class AgentTurn:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+TRAINING_ROW = "training data"
+
+
 def read_evaluation(path) -> dict:
-    """An `eval persona -o FILE` result, or a one-line error naming what is wrong with it."""
+    """An `eval persona -o FILE` result, or a one-line error naming what is wrong with it. A chat JSONL file
+    (`lorebook synth` output, training data) reads as one row whose conversations are its chats."""
     path = Path(path)
+    if path.suffix == ".jsonl":
+        from lorebook.teach.inputs import load_chats
+
+        if not path.exists():
+            raise InputError(f"{path} does not exist", "pass a chat JSONL file such as the -o of `lorebook synth`")
+        return {"rows": [{"label": TRAINING_ROW, "conversations": load_chats(path)}]}
     try:
         evaluation = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -98,6 +114,45 @@ def add_label(path, turn: AgentTurn, in_role: bool, note: str = "") -> None:
               "reply": turn.reply, "in_role": in_role, **({"note": note} if note else {})}
     with Path(path).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def write_weighted(path, labels: dict[str, dict], out) -> dict[str, int]:
+    """Copy the chat JSONL `path` to `out` with `"weight": 0` on every agent turn labelled out of role (OpenAI's
+    fine-tuning format, which `lorebook teach` reads: the turn stays as context, the loss skips it). Other
+    fields of each line (id, metadata) are kept; a conversation with every agent turn rejected has nothing to
+    learn from and is left out. Returns how many agent turns were kept, zeroed, unlabelled, and the
+    conversations left out."""
+    from lorebook.teach.inputs import SHAREGPT_ROLES
+
+    path, out = Path(path), Path(out)
+    if path.suffix != ".jsonl":
+        raise InputError(f"--weights needs a chat JSONL file, not {path}", "label the training data, e.g. convs.jsonl")
+    if out.resolve() == path.resolve():
+        raise InputError(f"--weights {out} would overwrite the labelled file", "write to a new file")
+    turns = {(t.conversation, t.turn): t for t in agent_turns(read_evaluation(path))}
+    counts = {"kept": 0, "zeroed": 0, "unlabelled": 0, "conversations_left_out": 0}
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    written = []
+    for index, record in enumerate(records):
+        messages = record.get("messages") or record.get("conversations")
+        number, learnable = 0, False
+        for message in messages:
+            if SHAREGPT_ROLES.get(str(message.get("role", message.get("from"))).lower()) == "assistant":
+                number += 1
+                label = labels.get(turns[(index, number)].key)
+                counts["unlabelled" if label is None else "kept" if label["in_role"] else "zeroed"] += 1
+                message.pop("weight", None)
+                if label is not None and not label["in_role"]:
+                    message["weight"] = 0
+                else:
+                    learnable = True
+        if learnable:
+            written.append(record)
+        else:
+            counts["conversations_left_out"] += 1
+    with out.open("w", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in written))
+    return counts
 
 
 def summarize(turns: list[AgentTurn], labels: dict[str, dict]) -> dict[str, dict]:

@@ -56,6 +56,9 @@ class SynthConfig:
     followups: int = field(default=0, metadata={
         "help": "after the agent's decision, the traveller says this many lines from the scenario's "
                 "traveller.followups (the last a goodbye) and the agent answers each; allow 2 --turns per line"})
+    scripted_answers: bool = field(default=False, metadata={
+        "help": "the traveller answers the agent's questions from the scenario's traveller.answers (no teacher "
+                "call there); only its other turns are generated"})
     batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
     seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
@@ -101,7 +104,7 @@ def sidecar(out: Path, suffix: str) -> Path:
 def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
     text = Path(scenario.source).read_bytes() if scenario.source else b""
     kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads", "precision", "engine")}
-    for name in ("min_turns", "followups"):
+    for name in ("min_turns", "followups", "scripted_answers"):
         if not kept[name]:
             del kept[name]  # runs started before the option existed still resume
     return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
@@ -151,6 +154,9 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         raise InputError(f"--followups {config.followups} needs as many lines under traveller.followups in "
                          f"{scenario.source or scenario.name} (it has {len(scenario.traveller.followups)})",
                          "add follow-up lines to the scenario or lower --followups")
+    if config.scripted_answers and not scenario.traveller.answers:
+        raise InputError(f"--scripted-answers needs traveller.answers in {scenario.source or scenario.name}",
+                         "add answers: [{asks: [pasaport], lines: ['Aquí tiene.']}] or drop the flag")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_resume(out, _fingerprint(scenario, config), config)
@@ -175,7 +181,8 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         conversations = [Conversation(i, sample_attributes(scenario, config.seed, i), sampling) for i in chunk]
         play(scenario, conversations, teacher, config.turns, config.seed,
              on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
-             retries=config.retries, min_turns=config.min_turns, followups=config.followups)
+             retries=config.retries, min_turns=config.min_turns, followups=config.followups,
+             answers=config.scripted_answers)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)

@@ -18,6 +18,8 @@
       examples: […]
       openers: ["Buenos días.", …]     # first lines, sampled (formatted with the attributes)
       followups: ["¿Dónde recojo…?", …]  # with `synth --followups N`: N lines said after the agent's decision
+      answers:                         # with `synth --scripted-answers`: what the traveller says when asked
+        - {asks: [pasaport, passport], lines: ["Aquí tiene.", "Here you are."]}  # asks: words of the question
       closings: [...]
     attributes: {nationality: [...], purpose: [...], …}   # one value sampled per conversation
     sampling: {temperature: [0.6, 0.9], top_p: [0.85, 0.95]}
@@ -42,7 +44,7 @@ from lorebook.synth.topics import normalize_words
 OPENINGS = ("traveller", "agent")
 TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
 SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "followups", "language", "max_tokens", "topics",
-             "agenda", "out_of_role"}
+             "agenda", "out_of_role", "answers"}
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Side:
     agenda: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, normalized done words)
     out_of_role: tuple[str, ...] = ()  # normalized phrases this side never says (synth regenerates the turn)
     followups: list[str] = field(default_factory=list)  # scripted lines after the agent's decision (synth --followups)
+    answers: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)  # (asks words, lines): --scripted-answers
 
 
 @dataclass
@@ -107,9 +110,11 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
         raise _fail(path, f"{key}.closings", "must map an outcome to a list of phrases",
                     "e.g. closings: {admitted: ['bienvenido a españa']}")
     openers, followups = _lines(path, f"{key}.openers", raw), _lines(path, f"{key}.followups", raw)
+    answers = _answers(path, f"{key}.answers", raw.get("answers"))
     texts = {"system": system, "hints": raw.get("hints") or "",
              **{f"{name}[{n}]": line for name, lines in (("openers", openers), ("followups", followups))
-                for n, line in enumerate(lines, 1)}}
+                for n, line in enumerate(lines, 1)},
+             **{f"answers[{n}].lines": " ".join(lines) for n, (_, lines) in enumerate(answers, 1)}}
     for name, text in texts.items():
         missing = _placeholders(text) - set(attributes) - ({"step"} if name == "hints" else set())
         if missing:
@@ -122,7 +127,7 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     return Side(system.strip(), (raw.get("hints") or "").strip(), examples,
                 {k: [p.lower() for p in v] for k, v in closings.items()}, openers, raw.get("language"), max_tokens,
                 topics, _agenda(path, key, raw, attributes),
-                _phrases(path, f"{key}.out_of_role", raw.get("out_of_role")), followups)
+                _phrases(path, f"{key}.out_of_role", raw.get("out_of_role")), followups, answers)
 
 
 def _lines(path, key: str, raw: dict) -> list[str]:
@@ -132,6 +137,31 @@ def _lines(path, key: str, raw: dict) -> list[str]:
     if not isinstance(lines, list) or not all(isinstance(line, str) and line.strip() for line in lines):
         raise _fail(path, key, "must be a list of lines", f"e.g. {name}: ['Buenos días.']")
     return [line.strip() for line in lines]
+
+
+def _answers(path, key: str, raw) -> list[tuple[tuple[str, ...], list[str]]]:
+    """A side's scripted answers: each entry names the words of a question (`asks`, one word or word
+    beginning per entry: the traveller answers when a word of the agent's turn begins with one) and the
+    lines to answer with."""
+    answers = []
+    if raw is not None and not isinstance(raw, list):
+        raise _fail(path, key, "must be a list of {asks, lines} entries",
+                    'e.g. answers: [{asks: [pasaport], lines: ["Aquí tiene."]}]')
+    for number, item in enumerate(raw or [], 1):
+        where = f"{key}[{number}]"
+        if not (isinstance(item, dict) and set(item) == {"asks", "lines"}):
+            raise _fail(path, where, "must be a mapping with asks and lines",
+                        'e.g. - {asks: [pasaport], lines: ["Aquí tiene."]}')
+        asks = item["asks"]
+        if not (isinstance(asks, list) and asks and all(isinstance(w, str) and len(normalize_words(w)) == 1
+                                                         for w in asks)):
+            raise _fail(path, f"{where}.asks", "must be a list of single words or word beginnings",
+                        "e.g. asks: [pasaport, passport] (a phrase would match each of its words)")
+        lines = _lines(path, f"{where}.lines", item)
+        if not lines:
+            raise _fail(path, f"{where}.lines", "is empty", 'e.g. lines: ["Aquí tiene."]')
+        answers.append((tuple(normalize_words(w)[0] for w in asks), lines))
+    return answers
 
 
 def _beginnings(path, key: str, raw, fix: str) -> tuple[str, ...]:
