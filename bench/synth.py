@@ -1,10 +1,14 @@
-"""Conversations per minute: batched local generation vs one conversation at a time, same engine, one run.
+"""Conversations per minute for `lorebook synth`, two ways of generating side by side, same engine and seeds, one run.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/synth.py --model gemma3-270m -n 8 --turns 4
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/synth.py --compare answers -n 8 --turns 12 --followups 3
 
-Both sides generate the same scenario's conversations (same seeds) with one loaded engine: `batched`
-sends every conversation of a turn through `Engine.chat_batch` (one padded generate call), `one at a
-time` sends each through `Engine.chat` (the engine's own streaming decode loop).
+`--compare batching` (the default): `batched` sends every conversation of a turn through `Engine.chat_batch`
+(one padded generate call), `one at a time` sends each through `Engine.chat` (the engine's own streaming
+decode loop). `--compare answers`: the same teacher plays the traveller (`generated`) or the traveller
+answers the officer's questions from the scenario's `traveller.answers` (`--scripted-answers`), so only its
+other turns cost a generation; the teacher calls for traveller turns are counted, since that is where the
+time goes.
 """
 
 from __future__ import annotations
@@ -25,33 +29,57 @@ from lorebook.synth.teachers import LocalTeacher
 EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
 
 
-def measure(scenario, engine, batched: bool, n: int, turns: int) -> dict:
+class CountingTeacher(LocalTeacher):
+    """A local teacher that counts the conversations it writes a traveller turn for."""
+
+    traveller_turns = 0
+
+    def generate(self, message_lists, options, key="", ids=None):
+        if key.endswith("-traveller") or "-traveller-retry" in key:
+            self.traveller_turns += len(message_lists)
+        return super().generate(message_lists, options, key=key, ids=ids)
+
+
+def measure(scenario, engine, args, batched: bool, scripted: bool = False) -> dict:
+    teacher = CountingTeacher(engine, batched)
     with tempfile.TemporaryDirectory() as folder:
-        config = SynthConfig(n=n, turns=turns, batch_size=n if batched else 1, teacher="bench")
+        config = SynthConfig(n=args.n, turns=args.turns, batch_size=args.n if batched else 1, teacher="bench",
+                             followups=args.followups, scripted_answers=scripted, seed=args.seed)
         started = time.perf_counter()
-        report = run_synth(scenario, config, Path(folder) / "convs.jsonl", teacher=LocalTeacher(engine, batched),
-                           progress=False)
+        report = run_synth(scenario, config, Path(folder) / "convs.jsonl", teacher=teacher, progress=False)
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "per_minute": 60 * n / seconds, "kept": report["kept"]}
+    return {"seconds": seconds, "per_minute": 60 * args.n / seconds, "kept": report["kept"],
+            "traveller calls": teacher.traveller_turns}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", default="batching", choices=("batching", "answers"))
     parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"))
     parser.add_argument("--scenario", default=str(EXAMPLE))
     parser.add_argument("-n", type=int, default=8, help="conversations per side")
     parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--followups", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
-    engine = load_engine(args.model, threads=args.threads)
-    single = measure(scenario, engine, False, args.n, args.turns)
-    batched = measure(scenario, engine, True, args.n, args.turns)
-    print(f"model {args.model}, {args.n} conversations x {args.turns} turns, {args.threads} thread(s)")
-    print(f"{'mode':<14}{'seconds':>9}{'conv/min':>10}{'kept':>6}")
-    for name, row in (("one at a time", single), ("batched", batched)):
-        print(f"{name:<14}{row['seconds']:>9.1f}{row['per_minute']:>10.2f}{row['kept']:>6}")
-    print(f"batched / one at a time: {batched['per_minute'] / single['per_minute']:.2f}x")
+    engine = load_engine(args.model, engine=args.engine, threads=args.threads)
+    if args.compare == "batching":
+        rows = {"one at a time": measure(scenario, engine, args, False),
+                "batched": measure(scenario, engine, args, True)}
+    else:
+        batched = args.engine == "torch"
+        rows = {"generated": measure(scenario, engine, args, batched),
+                "--scripted-answers": measure(scenario, engine, args, batched, scripted=True)}
+    print(f"model {args.model} ({args.engine}), {args.n} conversations, --turns {args.turns} "
+          f"--followups {args.followups}, {args.threads} thread(s)")
+    print(f"{args.compare:<20}{'seconds':>9}{'conv/min':>10}{'kept':>6}{'traveller calls':>17}")
+    for name, row in rows.items():
+        print(f"{name:<20}{row['seconds']:>9.1f}{row['per_minute']:>10.2f}{row['kept']:>6}{row['traveller calls']:>17}")
+    (first, base), (second, other) = rows.items()
+    print(f"{second} / {first}: {other['per_minute'] / base['per_minute']:.2f}x")
 
 
 if __name__ == "__main__":
