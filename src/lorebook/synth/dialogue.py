@@ -11,8 +11,8 @@ Every conversation of a batch has the same speaker at the same turn, so one roun
 `Teacher.generate` call. A conversation ends when a side says one of its closing phrases (the outcome
 is recorded) or at the turn limit; with `followups`, the agent's decision is recorded instead and the
 traveller says that many scripted lines (its `followups` pool, the last one a goodbye) that the agent
-answers, so the persona also learns what comes after "bienvenido a España". With `answers` (an
-agenda-based user simulator), the traveller answers the agent's questions from its scripted `answers`
+answers, so the persona also learns what comes after "bienvenido a España". With `scripted_answers`
+(an agenda-based user simulator), the traveller answers the agent's questions from its scripted `answers`
 lines, and only a turn that asks none of them goes to the teacher.
 """
 
@@ -148,12 +148,13 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
     if not found:
         return None
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
-    return " ".join(fill(rng.choice(lines), conversation.attributes) for _, lines in sorted(found, key=lambda f: f[0])[:2])
+    asked_first = [lines for _, lines in sorted(found, key=lambda f: f[0])][:2]
+    return " ".join(fill(rng.choice(lines), conversation.attributes) for lines in asked_first)
 
 
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
          on_turn=None, accept=None, retries: int = 0, min_turns: int = 0, followups: int = 0,
-         answers: bool = False) -> None:
+         scripted_answers: bool = False) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
 
     A closing phrase said before `min_turns` turns is recorded as `decided` and the conversation goes on:
@@ -166,8 +167,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
 
     With `followups`, the agent's first closing is recorded as `decided`; the traveller then says
     `followup_lines` instead of generated turns, and the conversation ends after the agent answers the last.
-    Scripted followups take no teacher call, so a small traveller model cannot parrot there; with `answers`,
-    the traveller's other turns are `scripted_answer`s where the agent asked one of them."""
+    Scripted followups take no teacher call, so a small traveller model cannot parrot there; with
+    `scripted_answers`, the traveller's other turns are `scripted_answer`s where the agent asked one of them."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
@@ -178,7 +179,7 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
             scripted = [opener(scenario, c, seed) for c in active]
         else:
             scripted = [c.pending.pop(0) if c.pending and role != "agent" else None for c in active]
-            if answers and role != "agent":
+            if scripted_answers and role != "agent":
                 scripted = [line if line is not None or not c.turns else
                             scripted_answer(side, c.turns[-1]["text"], c, seed, turn)
                             for c, line in zip(active, scripted)]

@@ -182,7 +182,7 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         play(scenario, conversations, teacher, config.turns, config.seed,
              on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
              retries=config.retries, min_turns=config.min_turns, followups=config.followups,
-             answers=config.scripted_answers)
+             scripted_answers=config.scripted_answers)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)

@@ -62,7 +62,8 @@ class Side:
     agenda: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, normalized done words)
     out_of_role: tuple[str, ...] = ()  # normalized phrases this side never says (synth regenerates the turn)
     followups: list[str] = field(default_factory=list)  # scripted lines after the agent's decision (synth --followups)
-    answers: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)  # (asks words, lines): --scripted-answers
+    # (asks word beginnings, lines): what this side answers when asked (synth --scripted-answers)
+    answers: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)
 
 
 @dataclass
