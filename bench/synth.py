@@ -35,7 +35,7 @@ class CountingTeacher(LocalTeacher):
     traveller_turns = 0
 
     def generate(self, message_lists, options, key="", ids=None):
-        if key.endswith("-traveller") or "-traveller-retry" in key:
+        if "-traveller" in key:  # synth's round keys: c{index}-t{turn}-{role}[-retry{n}]
             self.traveller_turns += len(message_lists)
         return super().generate(message_lists, options, key=key, ids=ids)
 

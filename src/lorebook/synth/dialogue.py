@@ -142,9 +142,9 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
     words = normalize_words(asked)
     found = []
     for asks, lines in side.answers:
-        positions = [i for i, word in enumerate(words) if any(word.startswith(a) for a in asks)]
-        if positions:
-            found.append((positions[0], lines))
+        first = next((i for i, word in enumerate(words) if word.startswith(asks)), None)
+        if first is not None:
+            found.append((first, lines))
     if not found:
         return None
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
@@ -180,8 +180,7 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
         else:
             scripted = [c.pending.pop(0) if c.pending and role != "agent" else None for c in active]
             if scripted_answers and role != "agent":
-                scripted = [line if line is not None or not c.turns else
-                            scripted_answer(side, c.turns[-1]["text"], c, seed, turn)
+                scripted = [line if line is not None else scripted_answer(side, c.turns[-1]["text"], c, seed, turn)
                             for c, line in zip(active, scripted)]
         needed = [c for c, line in zip(active, scripted) if line is None]
         writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher

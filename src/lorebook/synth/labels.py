@@ -57,8 +57,6 @@ def read_evaluation(path) -> dict:
     if path.suffix == ".jsonl":
         from lorebook.teach.inputs import load_chats
 
-        if not path.exists():
-            raise InputError(f"{path} does not exist", "pass a chat JSONL file such as the -o of `lorebook synth`")
         return {"rows": [{"label": TRAINING_ROW, "conversations": load_chats(path)}]}
     try:
         evaluation = json.loads(path.read_text(encoding="utf-8"))
