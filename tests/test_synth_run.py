@@ -387,3 +387,31 @@ def test_scripted_answers_answer_the_agents_questions_without_a_teacher_call(tmp
     silent = dataclasses.replace(scenario, traveller=dataclasses.replace(scenario.traveller, answers=[]))
     with pytest.raises(InputError, match="--scripted-answers needs traveller.answers"):
         run_synth(silent, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)
+
+
+def test_scripted_agent_and_answers_write_whole_interviews_without_a_teacher(tmp_path):
+    """Both sides from the scenario's lines (M2M-style outlines): no teacher call, every agent turn one of the
+    agenda's or reactions' lines, the decision and the follow-ups in place, the same again on a rerun."""
+    from lorebook.synth.dialogue import closing
+
+    scenario = load_scenario(EXAMPLE)
+    teacher = FakeTeacher(die_after_calls=0)
+    config = SynthConfig(n=6, turns=24, batch_size=3, followups=5, scripted_answers=True, scripted_agent=True)
+    report = run_synth(scenario, config, tmp_path / "convs.jsonl", teacher=teacher, progress=False)
+    assert report["ended_by"] == {"agent:admitted": 6} and report["kept"] == 6
+    written = {line for step in scenario.agent.agenda for line in step.lines}
+    written |= {line for _, pool in scenario.agent.answers for line in pool}
+    for record in lines(tmp_path / "convs.jsonl"):
+        agent = [t["text"] for t in record["metadata"]["turns"] if t["role"] == "agent"]
+        assert len(agent) == len(set(agent)) and closing(scenario.agent, agent[0]) is None
+        assert all(text.startswith(tuple(line.split("{step}")[0].strip() or line for line in written)) for text in agent)
+    again = tmp_path / "again.jsonl"
+    run_synth(scenario, config, again, teacher=FakeTeacher(die_after_calls=0), progress=False)
+    assert lines(again) == lines(tmp_path / "convs.jsonl")
+    import dataclasses
+
+    from lorebook.errors import InputError
+    bare = dataclasses.replace(scenario, agent=dataclasses.replace(
+        scenario.agent, answers=[], agenda=[step._replace(lines=[]) for step in scenario.agent.agenda]))
+    with pytest.raises(InputError, match="--scripted-agent needs agent.answers"):
+        run_synth(bare, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)

@@ -74,6 +74,36 @@ def test_scripted_answer_follows_the_questions_in_order():
     assert scripted_answer(scenario.traveller, "Muy bien, gracias.", conversation, 0, 4) is None
 
 
+def scripted_officer(tmp_path):
+    data = minimal()
+    data["agent"].update(
+        agenda=[{"step": "Pide el pasaporte.", "done": ["pasaport"], "lines": ["Su pasaporte, por favor."]},
+                {"step": "Pregunta qué lleva.", "done": ["declar"], "lines": ["¿Lleva algo que declarar?"]},
+                {"step": "Decide.", "done": ["bienvenid"]}],
+        answers=[{"asks": ["hola"], "lines": ["Hola. {step}"]},
+                 {"asks": ["jamon"], "lines": ["El jamón no puede entrar.", "Tiene que dejar el jamón aquí."]}])
+    return load_scenario(write(tmp_path, data))
+
+
+def test_scripted_turn_reacts_then_asks_the_next_step(tmp_path):
+    from lorebook.synth.dialogue import scripted_turn
+
+    scenario = scripted_officer(tmp_path)
+    conversation = Conversation(0, {}, {}, turns=[{"role": "traveller", "text": "Hola, ¿qué tal?"}])
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "Hola. Su pasaporte, por favor."
+    conversation.turns = [{"role": "traveller", "text": "Hola, aquí tiene mi pasaporte."}]
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "Hola. ¿Lleva algo que declarar?"  # covered
+    conversation.turns += [{"role": "agent", "text": "¿Lleva algo que declarar?"},
+                           {"role": "traveller", "text": "Llevo un jamón."}]
+    first = scripted_turn(scenario.agent, conversation, 0, 3)
+    assert first in ("El jamón no puede entrar.", "Tiene que dejar el jamón aquí.")  # stands alone, no step
+    conversation.turns += [{"role": "agent", "text": first}, {"role": "traveller", "text": "¿Otra vez? Un jamón."}]
+    second = scripted_turn(scenario.agent, conversation, 0, 5)
+    assert second != first and second in ("El jamón no puede entrar.", "Tiene que dejar el jamón aquí.")
+    conversation.turns += [{"role": "agent", "text": second}, {"role": "traveller", "text": "Vale."}]
+    assert scripted_turn(scenario.agent, conversation, 0, 7) is None  # the decision step has no lines: teacher
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),
@@ -99,6 +129,10 @@ def test_scripted_answer_follows_the_questions_in_order():
     (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": []}]), "traveller.answers[1].lines"),
     (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": ["En {planet}."]}]),
      "traveller.answers[1].lines"),
+    (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": ["En Madrid. {step}"]}]),
+     "traveller.answers[1].lines"),  # only the agent has agenda steps to place
+    (lambda d: d["agent"].update(agenda=[{"step": "x", "lines": "Su pasaporte."}]), "agent.agenda[1].lines"),
+    (lambda d: d["agent"].update(agenda=[{"step": "x", "lines": ["De {planet}?"]}]), "agent.agenda[1].lines"),
 ])
 def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
     data = minimal()

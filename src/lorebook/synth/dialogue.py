@@ -13,7 +13,9 @@ is recorded) or at the turn limit; with `followups`, the agent's decision is rec
 traveller says that many scripted lines (its `followups` pool, the last one a goodbye) that the agent
 answers, so the persona also learns what comes after "bienvenido a España". With `scripted_answers`
 (an agenda-based user simulator), the traveller answers the agent's questions from its scripted `answers`
-lines, and only a turn that asks none of them goes to the teacher.
+lines, and only a turn that asks none of them goes to the teacher. With `scripted_agent` the agent, too,
+says the scenario's lines (its agenda steps' `lines` and its reactions in `answers`); together the two give
+outlines in the manner of M2M self-play (Shah et al., 2018), every agent turn in role by construction.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from lorebook.models.engine import GenerationOptions
-from lorebook.synth.scenario import Scenario, Side, fill
+from lorebook.synth.scenario import AgendaStep, Scenario, Side, fill
 from lorebook.synth.topics import begins_any, normalize_words
 
 LABEL = re.compile(r"^\s*(agente|agent|officer|oficial|viajero|viajera|traveller|traveler|model|user|marta)\s*:\s*",
@@ -79,11 +81,14 @@ def next_step(side: Side, conversation: Conversation) -> str:
 
     Both sides count: a traveller who opens with "here is my passport" has covered the passport step,
     and an officer asking for it again would sound scripted."""
-    said = {word for turn in conversation.turns for word in normalize_words(turn["text"])}
-    for step, done in side.agenda:
-        if not done or not begins_any(said, done):
-            return fill(step, conversation.attributes)
-    return ""
+    step = first_uncovered(side, conversation)
+    return fill(step.step, conversation.attributes) if step else ""
+
+
+def first_uncovered(side: Side, conversation: Conversation, also: str = "") -> AgendaStep | None:
+    """The first agenda step no turn (nor `also`, a turn being written) has covered, or None."""
+    said = {word for text in [*(t["text"] for t in conversation.turns), also] for word in normalize_words(text)}
+    return next((step for step in side.agenda if not step.done or not begins_any(said, step.done)), None)
 
 
 def clean_turn(text: str) -> str:
@@ -149,12 +154,43 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
         return None
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
     asked_first = [lines for _, lines in sorted(found, key=lambda f: f[0])][:2]
-    return " ".join(fill(rng.choice(lines), conversation.attributes) for lines in asked_first)
+    values = {**conversation.attributes, "step": "{step}"}  # an agent's reaction may place its next step
+    return " ".join(fresh_line(rng, lines, values, conversation) for lines in asked_first)
+
+
+def fresh_line(rng: random.Random, lines: list[str], values: dict[str, str], conversation: Conversation) -> str:
+    """One of `lines`, filled, preferring those no turn of the conversation contains yet: a side that says the
+    same line twice reads as a loop (and synth's filters cut the conversation there)."""
+    filled = [fill(line, values) for line in lines]
+    said = " ".join(turn["text"] for turn in conversation.turns)
+    return rng.choice([line for line in filled if line.replace("{step}", "").strip() not in said] or filled)
+
+
+def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) -> str | None:
+    """The agent's own line for this turn (synth --scripted-agent), or None where the scenario has none.
+
+    First its reaction to the other side's last line (its `answers`, matched like the traveller's); then,
+    where the reaction says `{step}` or there is none, a line of the first agenda step not covered yet,
+    counting what the reaction says. A reaction without `{step}` stands alone: after "Llevo un jamón" the
+    officer states the rule and waits for the answer instead of admitting the traveller in the same breath.
+    The scenario's lines make every agent turn in role by construction, which a 1.5B teacher manages in about
+    half of its turns; the teacher still writes the turns no line fits."""
+    heard = conversation.turns[-1]["text"] if conversation.turns else ""
+    reaction = scripted_answer(side, heard, conversation, seed, turn) if heard else None
+    if reaction is not None and "{step}" not in reaction:
+        return reaction
+    step = first_uncovered(side, conversation, also=reaction or "")
+    rng = random.Random(f"{seed}:step:{conversation.index}:{turn}")
+    line = fresh_line(rng, step.lines, conversation.attributes, conversation) if step and step.lines else ""
+    if reaction is None:
+        return line or None
+    head, _, tail = reaction.partition("{step}")
+    return " ".join(" ".join((head, line, tail.replace("{step}", ""))).split())
 
 
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
          on_turn=None, accept=None, retries: int = 0, min_turns: int = 0, followups: int = 0,
-         scripted_answers: bool = False) -> None:
+         scripted_answers: bool = False, scripted_agent: bool = False) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
 
     A closing phrase said before `min_turns` turns is recorded as `decided` and the conversation goes on:
@@ -168,7 +204,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
     With `followups`, the agent's first closing is recorded as `decided`; the traveller then says
     `followup_lines` instead of generated turns, and the conversation ends after the agent answers the last.
     Scripted followups take no teacher call, so a small traveller model cannot parrot there; with
-    `scripted_answers`, the traveller's other turns are `scripted_answer`s where the agent asked one of them."""
+    `scripted_answers`, the traveller's other turns are `scripted_answer`s where the agent asked one of them;
+    with `scripted_agent`, the agent says its `scripted_turn` wherever the scenario has one."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
@@ -182,6 +219,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
             if scripted_answers and role != "agent":
                 scripted = [line if line is not None else scripted_answer(side, c.turns[-1]["text"], c, seed, turn)
                             for c, line in zip(active, scripted)]
+            if scripted_agent and role == "agent":
+                scripted = [scripted_turn(side, c, seed, turn) for c in active]
         needed = [c for c, line in zip(active, scripted) if line is None]
         writer = teacher.for_role(role) if hasattr(teacher, "for_role") else teacher
         texts = _round(scenario, writer, needed, role, seed, turn, 0)
@@ -195,7 +234,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
         for conversation, line in zip(active, scripted):
             text = line if line is not None else next(generated)
             conversation.turns.append({"role": role, "text": text})
-            outcome = closing(side, text) if text and line is None else None
+            scripted_goodbye = line is not None and role != "agent"  # the agent still answers it
+            outcome = closing(side, text) if text and not scripted_goodbye else None
             if followups and role == "agent" and (outcome or conversation.decided):
                 if not conversation.decided:
                     conversation.decided = f"{role}:{outcome}"

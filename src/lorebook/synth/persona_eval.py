@@ -224,7 +224,7 @@ def agenda_steps(chat: list[dict], agenda) -> list[bool]:
     for the passport, the purpose, the stay and the declaration. The traveller's words do not count here
     (they do when synth picks the teacher's next step): the persona must ask."""
     said = {word for m in chat if m["role"] == "assistant" for word in normalize_words(m["content"])}
-    return [begins_any(said, done) for _, done in agenda if done]
+    return [begins_any(said, step.done) for step in agenda if step.done]
 
 
 def score_conversations(chats: list[list[dict]], language: str, topics: tuple[str, ...] = (), agenda=()) -> dict:
@@ -244,7 +244,7 @@ def score_conversations(chats: list[list[dict]], language: str, topics: tuple[st
     covered = [agenda_steps(chat, agenda) for chat in chats]
     if covered and covered[0]:
         scores["agenda"] = bootstrap_mean([sum(c) / len(c) for c in covered])
-        names = [done[0] for _, done in agenda if done]
+        names = [step.done[0] for step in agenda if step.done]
         scores["agenda_steps"] = {name: share([c[i] for c in covered]) for i, name in enumerate(names)}
     return scores
 

@@ -59,6 +59,9 @@ class SynthConfig:
     scripted_answers: bool = field(default=False, metadata={
         "help": "the traveller answers the agent's questions from the scenario's traveller.answers (no teacher "
                 "call there); only its other turns are generated"})
+    scripted_agent: bool = field(default=False, metadata={
+        "help": "the agent says the scenario's own lines (agent.agenda[].lines, and agent.answers as reactions to "
+                "the traveller) wherever one fits; only its other turns are generated"})
     batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
     seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
@@ -104,7 +107,7 @@ def sidecar(out: Path, suffix: str) -> Path:
 def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
     text = Path(scenario.source).read_bytes() if scenario.source else b""
     kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads", "precision", "engine")}
-    for name in ("min_turns", "followups", "scripted_answers"):
+    for name in ("min_turns", "followups", "scripted_answers", "scripted_agent"):
         if not kept[name]:
             del kept[name]  # runs started before the option existed still resume
     return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
@@ -157,6 +160,10 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
     if config.scripted_answers and not scenario.traveller.answers:
         raise InputError(f"--scripted-answers needs traveller.answers in {scenario.source or scenario.name}",
                          "add answers: [{asks: [pasaport], lines: ['Aquí tiene.']}] or drop the flag")
+    agent = scenario.agent
+    if config.scripted_agent and not (agent.answers or any(step.lines for step in agent.agenda)):
+        raise InputError(f"--scripted-agent needs agent.answers or agent.agenda lines in {scenario.source or scenario.name}",
+                         "add lines: ['Su pasaporte, por favor.'] to an agenda step or drop the flag")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_resume(out, _fingerprint(scenario, config), config)
@@ -182,7 +189,7 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         play(scenario, conversations, teacher, config.turns, config.seed,
              on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
              retries=config.retries, min_turns=config.min_turns, followups=config.followups,
-             scripted_answers=config.scripted_answers)
+             scripted_answers=config.scripted_answers, scripted_agent=config.scripted_agent)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)

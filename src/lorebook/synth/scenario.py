@@ -13,6 +13,9 @@
       agenda:                          # teacher-only: the next step not yet covered is added to the hints
         - {step: "Pide el pasaporte.", done: [pasaport, passport]}   # covered once a turn uses a done word
         - {step: "Cierra la entrevista."}                            # no done words: stays until the end
+        - {step: "…", done: […], lines: ["Su pasaporte, por favor."]}  # with `synth --scripted-agent`: said as is
+      answers:                         # with `synth --scripted-agent`: the agent's reactions to the other side's
+        - {asks: [jamon], lines: ["No puede entrar carne."]}       # words; {step} there: the next step's line
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
@@ -35,6 +38,7 @@ import random
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -45,6 +49,15 @@ OPENINGS = ("traveller", "agent")
 TOP_KEYS = {"name", "description", "language", "opening", "agent", "traveller", "attributes", "sampling", "eval"}
 SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "followups", "language", "max_tokens", "topics",
              "agenda", "out_of_role", "answers"}
+
+
+class AgendaStep(NamedTuple):
+    """One step of a side's agenda: the teacher's instruction, the words that mark it covered, and the lines
+    the side says for it itself with `synth --scripted-agent` (none: the teacher writes that turn)."""
+
+    step: str
+    done: tuple[str, ...]  # normalized word beginnings
+    lines: list[str]
 
 
 @dataclass
@@ -59,7 +72,7 @@ class Side:
     language: str | None = None
     max_tokens: int = 48
     topics: tuple[str, ...] = ()  # normalized word beginnings (see synth.topics)
-    agenda: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (step, normalized done words)
+    agenda: list[AgendaStep] = field(default_factory=list)
     out_of_role: tuple[str, ...] = ()  # normalized phrases this side never says (synth regenerates the turn)
     followups: list[str] = field(default_factory=list)  # scripted lines after the agent's decision (synth --followups)
     # (asks word beginnings, lines): what this side answers when asked (synth --scripted-answers)
@@ -117,7 +130,8 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
                 for n, line in enumerate(lines, 1)},
              **{f"answers[{n}].lines": " ".join(lines) for n, (_, lines) in enumerate(answers, 1)}}
     for name, text in texts.items():
-        missing = _placeholders(text) - set(attributes) - ({"step"} if name == "hints" else set())
+        own = {"step"} if name == "hints" or (key == "agent" and name.startswith("answers")) else set()
+        missing = _placeholders(text) - set(attributes) - own
         if missing:
             raise _fail(path, f"{key}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
                         "add them under attributes: or remove the {placeholders}")
@@ -182,21 +196,23 @@ def _phrases(path, key: str, raw) -> tuple[str, ...]:
     return tuple(" ".join(normalize_words(p)) for p in raw)
 
 
-def _agenda(path, key: str, raw: dict, attributes: dict) -> list[tuple[str, tuple[str, ...]]]:
-    """agent.agenda: ordered steps, each with the word beginnings that mark it covered."""
+def _agenda(path, key: str, raw: dict, attributes: dict) -> list[AgendaStep]:
+    """agent.agenda: ordered steps, each with the word beginnings that mark it covered and its own lines."""
     agenda = []
     for number, item in enumerate(raw.get("agenda") or [], 1):
         where = f"{key}.agenda[{number}]"
         if not (isinstance(item, dict) and isinstance(item.get("step"), str) and item["step"].strip()
-                and not set(item) - {"step", "done"}):
-            raise _fail(path, where, "must be a mapping with a step and optional done words",
+                and not set(item) - {"step", "done", "lines"}):
+            raise _fail(path, where, "must be a mapping with a step and optional done words and lines",
                         'e.g. - {step: "Pide el pasaporte.", done: [pasaport]}')
         done = _beginnings(path, f"{where}.done", item.get("done"), "e.g. done: [pasaport]")
-        missing = _placeholders(item["step"]) - set(attributes)
-        if missing:
-            raise _fail(path, f"{where}.step", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
-                        "add them under attributes: or remove the {placeholders}")
-        agenda.append((item["step"].strip(), done))
+        lines = _lines(path, f"{where}.lines", item)
+        for name, text in (("step", item["step"]), ("lines", " ".join(lines))):
+            missing = _placeholders(text) - set(attributes)
+            if missing:
+                raise _fail(path, f"{where}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
+                            "add them under attributes: or remove the {placeholders}")
+        agenda.append(AgendaStep(item["step"].strip(), done, lines))
     return agenda
 
 
