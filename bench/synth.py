@@ -7,8 +7,9 @@
 (one padded generate call), `one at a time` sends each through `Engine.chat` (the engine's own streaming
 decode loop). `--compare answers`: the same teacher plays the traveller (`generated`) or the traveller
 answers the officer's questions from the scenario's `traveller.answers` (`--scripted-answers`), so only its
-other turns cost a generation; the teacher calls for traveller turns are counted, since that is where the
-time goes.
+other turns cost a generation; a third row adds `--scripted-agent` (the officer says the scenario's lines too:
+whole outlines, no teacher call where every turn has a line). The teacher calls per side are counted, since
+that is where the time goes.
 """
 
 from __future__ import annotations
@@ -30,26 +31,29 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yam
 
 
 class CountingTeacher(LocalTeacher):
-    """A local teacher that counts the conversations it writes a traveller turn for."""
+    """A local teacher that counts the conversations it writes a turn for, per side."""
 
-    traveller_turns = 0
+    def __init__(self, engine, batched: bool):
+        super().__init__(engine, batched)
+        self.turns = {"traveller": 0, "agent": 0}
 
     def generate(self, message_lists, options, key="", ids=None):
-        if "-traveller" in key:  # synth's round keys: c{index}-t{turn}-{role}[-retry{n}]
-            self.traveller_turns += len(message_lists)
+        role = "traveller" if "-traveller" in key else "agent"  # round keys: c{index}-t{turn}-{role}[-retry{n}]
+        self.turns[role] += len(message_lists)
         return super().generate(message_lists, options, key=key, ids=ids)
 
 
-def measure(scenario, engine, args, batched: bool, scripted: bool = False) -> dict:
+def measure(scenario, engine, args, batched: bool, scripted: bool = False, agent: bool = False) -> dict:
     teacher = CountingTeacher(engine, batched)
     with tempfile.TemporaryDirectory() as folder:
         config = SynthConfig(n=args.n, turns=args.turns, batch_size=args.n if batched else 1, teacher="bench",
-                             followups=args.followups, scripted_answers=scripted, seed=args.seed)
+                             followups=args.followups, scripted_answers=scripted, scripted_agent=agent,
+                             seed=args.seed)
         started = time.perf_counter()
         report = run_synth(scenario, config, Path(folder) / "convs.jsonl", teacher=teacher, progress=False)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "per_minute": 60 * args.n / seconds, "kept": report["kept"],
-            "traveller calls": teacher.traveller_turns}
+            "traveller calls": teacher.turns["traveller"], "agent calls": teacher.turns["agent"]}
 
 
 def main() -> None:
@@ -72,14 +76,17 @@ def main() -> None:
     else:
         batched = args.engine == "torch"
         rows = {"generated": measure(scenario, engine, args, batched),
-                "--scripted-answers": measure(scenario, engine, args, batched, scripted=True)}
+                "--scripted-answers": measure(scenario, engine, args, batched, scripted=True),
+                "+ --scripted-agent": measure(scenario, engine, args, batched, scripted=True, agent=True)}
     print(f"model {args.model} ({args.engine}), {args.n} conversations, --turns {args.turns} "
           f"--followups {args.followups}, {args.threads} thread(s)")
-    print(f"{args.compare:<20}{'seconds':>9}{'conv/min':>10}{'kept':>6}{'traveller calls':>17}")
+    print(f"{args.compare:<20}{'seconds':>9}{'conv/min':>10}{'kept':>6}{'traveller calls':>17}{'agent calls':>13}")
     for name, row in rows.items():
-        print(f"{name:<20}{row['seconds']:>9.1f}{row['per_minute']:>10.2f}{row['kept']:>6}{row['traveller calls']:>17}")
-    (first, base), (second, other) = rows.items()
-    print(f"{second} / {first}: {other['per_minute'] / base['per_minute']:.2f}x")
+        print(f"{name:<20}{row['seconds']:>9.1f}{row['per_minute']:>10.2f}{row['kept']:>6}"
+              f"{row['traveller calls']:>17}{row['agent calls']:>13}")
+    (first, base), *others = rows.items()
+    for name, other in others:
+        print(f"{name} / {first}: {other['per_minute'] / base['per_minute']:.2f}x")
 
 
 if __name__ == "__main__":
