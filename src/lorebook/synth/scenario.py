@@ -15,7 +15,7 @@
         - {step: "Cierra la entrevista."}                            # no done words: stays until the end
         - {step: "…", done: […], lines: ["Su pasaporte, por favor."]}  # with `synth --scripted-agent`: said as is
       answers:                         # with `synth --scripted-agent`: the agent's reactions to the other side's
-        - {asks: [jamon], lines: ["No puede entrar carne."]}       # words; {step} there: the next step's line
+        - {asks: [jamon], lines: ["La carne está prohibida."]}    # words; {step} there: the next step's line
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
