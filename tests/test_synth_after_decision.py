@@ -1,0 +1,124 @@
+"""The generator after the agent's decision and with scripted lines: --min-turns, --followups,
+--scripted-answers and --scripted-agent."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorebook.synth.runner import SynthConfig, run_synth
+from lorebook.synth.scenario import load_scenario
+from synth_fakes import EXAMPLE, FakeTeacher, lines, own_turn_count
+
+
+class AnswersAfterDecision(FakeTeacher):
+    """The fake officer admits at its fourth turn, then says `answers` in turn (formatted with the id)."""
+
+    def __init__(self, answers: list[str]):
+        super().__init__()
+        self.answers = answers
+
+    def generate(self, message_lists, options, key="", ids=None):
+        replies = super().generate(message_lists, options, key, ids)
+        for n, (i, messages) in enumerate(zip(ids, message_lists)):
+            own = own_turn_count(messages)
+            if "aduanas" in messages[0]["content"] and own >= 4:
+                replies[n] = self.answers[own - 4].format(i=i)
+        return replies
+
+
+def test_min_turns_keeps_a_conversation_going_after_the_decision(tmp_path):
+    after = ["El formulario de la aduana está en la ventanilla {i}.", "Su equipaje sale por la cinta número {i}."]
+    scenario = load_scenario(EXAMPLE)
+    out = tmp_path / "convs.jsonl"
+    run_synth(scenario, SynthConfig(n=2, turns=12, batch_size=2, min_turns=12, dedup=1.0), out,
+              teacher=AnswersAfterDecision(after), progress=False)
+    for record in lines(out):
+        metadata = record["metadata"]
+        assert metadata["decided"] == "agent:admitted" and metadata["ended_by"] == "max_turns"
+        assert len(metadata["turns"]) == 12 and "cinta" in metadata["turns"][-1]["text"]
+    early = run_synth(scenario, SynthConfig(n=2, turns=12, batch_size=2, dedup=1.0), tmp_path / "early.jsonl",
+                      teacher=FakeTeacher(), progress=False)
+    assert early["ended_by"] == {"agent:admitted": 2}
+    assert all("decided" not in r["metadata"] for r in lines(tmp_path / "early.jsonl"))
+    from lorebook.errors import InputError
+    with pytest.raises(InputError, match="--min-turns 13"):
+        run_synth(scenario, SynthConfig(n=1, turns=12, min_turns=13), tmp_path / "x.jsonl", teacher=FakeTeacher(),
+                  progress=False)
+
+
+def test_followups_script_the_traveller_after_the_decision(tmp_path):
+    scenario = load_scenario(EXAMPLE)
+    answers = ["La cinta de equipajes está a la derecha, número {i}.", "Sí, guarde el formulario {i}.",
+               "El taxi está en la salida {i}."]
+    teacher = AnswersAfterDecision(answers)
+    out = tmp_path / "convs.jsonl"
+    report = run_synth(scenario, SynthConfig(n=2, turns=16, batch_size=2, followups=3, dedup=1.0), out,
+                       teacher=teacher, progress=False)
+    assert report["ended_by"] == {"agent:admitted": 2}
+    pool = set(scenario.traveller.followups)
+    for record in lines(out):
+        metadata = record["metadata"]
+        turns = metadata["turns"]
+        assert metadata["decided"] == "agent:admitted" and len(turns) == 8 + 6 and turns[-1]["role"] == "agent"
+        said_after = [t["text"] for t in turns[8:] if t["role"] == "traveller"]
+        assert len(said_after) == 3 and set(said_after) <= pool  # scripted, no teacher call
+        assert any(phrase in said_after[-1].lower() for phrase in scenario.traveller.closings["farewell"])
+    assert lines(out)[0]["metadata"]["turns"][8:] != lines(out)[1]["metadata"]["turns"][8:]
+    from lorebook.errors import InputError
+    with pytest.raises(InputError, match="--followups 99"):
+        run_synth(scenario, SynthConfig(n=1, followups=99), tmp_path / "x.jsonl", teacher=teacher, progress=False)
+
+
+def test_scripted_answers_answer_the_agents_questions_without_a_teacher_call(tmp_path):
+    from lorebook.synth.scenario import fill
+
+    scenario = load_scenario(EXAMPLE)
+    teacher = FakeTeacher()
+    config = SynthConfig(n=2, turns=10, batch_size=2, scripted_answers=True, dedup=1.0)
+    run_synth(scenario, config, tmp_path / "convs.jsonl", teacher=teacher, progress=False)
+    assert teacher.calls == 4  # the agent's four turns; the traveller's answers are scripted
+    pools = [answer_lines for _, answer_lines in scenario.traveller.answers]
+    records = lines(tmp_path / "convs.jsonl")
+    for record in records:
+        attributes = record["metadata"]["attributes"]
+        said = [t["text"] for t in record["metadata"]["turns"][2::2]]
+        # asked the purpose, the days, then what is in the luggage: answered from those three pools in turn
+        for text, pool in zip(said, (pools[1], pools[2], pools[4])):
+            assert text in {fill(line, attributes) for line in pool}
+    again = tmp_path / "again.jsonl"
+    run_synth(scenario, config, again, teacher=FakeTeacher(), progress=False)
+    assert [r["metadata"]["turns"] for r in lines(again)] == [r["metadata"]["turns"] for r in records]
+    import dataclasses
+
+    from lorebook.errors import InputError
+    silent = dataclasses.replace(scenario, traveller=dataclasses.replace(scenario.traveller, answers=[]))
+    with pytest.raises(InputError, match="--scripted-answers needs traveller.answers"):
+        run_synth(silent, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)
+
+
+def test_scripted_agent_and_answers_write_whole_interviews_without_a_teacher(tmp_path):
+    """Both sides from the scenario's lines (M2M-style outlines): no teacher call, every agent turn one of the
+    agenda's or reactions' lines, the decision and the follow-ups in place, the same again on a rerun."""
+    from lorebook.synth.dialogue import closing
+
+    scenario = load_scenario(EXAMPLE)
+    teacher = FakeTeacher(die_after_calls=0)
+    config = SynthConfig(n=6, turns=24, batch_size=3, followups=5, scripted_answers=True, scripted_agent=True)
+    report = run_synth(scenario, config, tmp_path / "convs.jsonl", teacher=teacher, progress=False)
+    assert report["ended_by"] == {"agent:admitted": 6} and report["kept"] == 6
+    written = {line for step in scenario.agent.agenda for line in step.lines}
+    written |= {line for _, pool in scenario.agent.answers for line in pool}
+    for record in lines(tmp_path / "convs.jsonl"):
+        agent = [t["text"] for t in record["metadata"]["turns"] if t["role"] == "agent"]
+        assert len(agent) == len(set(agent)) and closing(scenario.agent, agent[0]) is None
+        assert all(text.startswith(tuple(line.split("{step}")[0].strip() or line for line in written)) for text in agent)
+    again = tmp_path / "again.jsonl"
+    run_synth(scenario, config, again, teacher=FakeTeacher(die_after_calls=0), progress=False)
+    assert lines(again) == lines(tmp_path / "convs.jsonl")
+    import dataclasses
+
+    from lorebook.errors import InputError
+    bare = dataclasses.replace(scenario, agent=dataclasses.replace(
+        scenario.agent, answers=[], agenda=[step._replace(lines=[]) for step in scenario.agent.agenda]))
+    with pytest.raises(InputError, match="--scripted-agent needs agent.answers"):
+        run_synth(bare, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)
