@@ -173,6 +173,8 @@ def test_option_overrides_the_personas_sampling_and_bad_ones_are_refused():
     for subject in (base, tuned):
         assert subject.options.dry_multiplier == 0.8 and subject.options.no_repeat_ngram == 4
         assert subject.options.repetition_penalty == 1.15 and subject.options.temperature == 0.0
+    _, warm = subjects(PersonaEvalConfig(persona="officer-dry", options=["temperature=0.7", "seed=3"]))
+    assert warm.options.temperature == 0.7 and warm.options.seed == 3  # asked for: not reset to greedy
     with pytest.raises(InputError, match="bad option"):
         subjects(PersonaEvalConfig(persona="officer-dry", options=["dryness=1"]))
 

@@ -58,7 +58,7 @@ class PersonaEvalConfig:
     conversations: int = field(default=0, metadata={"help": "simulated conversations (0 = one per script)"})
     turns: int = field(default=10, metadata={"help": "agent turns per simulated conversation"})
     max_tokens: int = field(default=48, metadata={"help": "reply budget per agent turn (tokens)"})
-    options: list[str] = field(default_factory=list, metadata={"help": "override one of the persona's sampling options, key=value (e.g. dry_multiplier=0.8); repeatable"})
+    options: list[str] = field(default_factory=list, metadata={"help": "override one of the persona's sampling options, key=value (e.g. dry_multiplier=0.8); repeatable; replies are greedy with seed 0 unless temperature= or seed= is given"})
     baseline: bool = field(default=True, metadata={"help": "also evaluate the persona without adapters"})
     judge: str | None = field(default=None, metadata={"help": "LLM judge of the role: a model name/path or an OpenAI-compatible URL (URL#model)"})
 
@@ -82,7 +82,11 @@ def subjects(config: PersonaEvalConfig) -> list[Subject]:
     from lorebook.models.engine import GenerationOptions
 
     chosen = GenerationOptions.parse_pairs(config.options, persona.options)
-    options = chosen.updated(temperature=0.0, max_tokens=config.max_tokens, seed=0)
+    # Greedy and seeded unless --option says otherwise: a rerun gives the same turns, so labels read on one
+    # run stay valid; an explicit temperature= or seed= is the user's choice and wins.
+    given = {pair.partition("=")[0].strip().replace("-", "_") for pair in config.options}
+    fixed = {key: value for key, value in (("temperature", 0.0), ("seed", 0)) if key not in given}
+    options = chosen.updated(max_tokens=config.max_tokens, **fixed)
     tuned = Subject(f"{persona.name}" + (f" + {', '.join(adapters)}" if adapters else ""), model, adapters,
                     persona.system, options)
     if config.baseline and adapters:
