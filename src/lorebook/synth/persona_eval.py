@@ -81,12 +81,10 @@ def subjects(config: PersonaEvalConfig) -> list[Subject]:
     adapters = list(persona.adapters) + list(config.adapters)
     from lorebook.models.engine import GenerationOptions
 
-    chosen = GenerationOptions.parse_pairs(config.options, persona.options)
-    # Greedy and seeded unless --option says otherwise: a rerun gives the same turns, so labels read on one
-    # run stay valid; an explicit temperature= or seed= is the user's choice and wins.
-    given = {pair.partition("=")[0].strip().replace("-", "_") for pair in config.options}
-    fixed = {key: value for key, value in (("temperature", 0.0), ("seed", 0)) if key not in given}
-    options = chosen.updated(max_tokens=config.max_tokens, **fixed)
+    # Greedy and seeded under the --option pairs: a rerun gives the same turns, so labels read on one run stay
+    # valid; an explicit temperature= or seed= is the user's choice and wins.
+    greedy = persona.options.updated(temperature=0.0, seed=0)
+    options = GenerationOptions.parse_pairs(config.options, greedy).updated(max_tokens=config.max_tokens)
     tuned = Subject(f"{persona.name}" + (f" + {', '.join(adapters)}" if adapters else ""), model, adapters,
                     persona.system, options)
     if config.baseline and adapters:
