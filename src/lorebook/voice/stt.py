@@ -35,8 +35,8 @@ class SttConfig:
         "help": "speech probability above which long files keep audio (Silero VAD); faster-whisper's 0.5 cut the "
                 "first words of 9 in 48 phone-quality (8 kHz) utterances, 0.35 none"})
     short_window: bool = field(default=True, metadata={
-        "help": "encode a short utterance as its own length plus 1 s instead of Whisper's 30-s window (about 3x "
-                "faster); a transcript that loops or runs too long is redone with the full window"})
+        "help": "encode a short utterance with 0.5 s of silence before and 3 s after instead of Whisper's 30-s "
+                "window (about 4x faster); a transcript that loops or runs too long is redone with the full window"})
 
     def model_name(self) -> str:
         """The model to load: explicit, else tiny.en for English, else multilingual base."""
@@ -126,20 +126,23 @@ class Transcriber:
         return Transcript(text, language, duration, segments, time.perf_counter() - started)
 
     def _short_window(self, audio: np.ndarray, language: str) -> str | None:
-        """Greedy/beam decode over an encoder input cut to the utterance plus 1 s of silence, or None.
+        """Greedy/beam decode over an encoder input cut to the utterance padded with silence, or None.
 
         Whisper always encodes 30 s, which is most of the cost of a 3-s question (0.46 of 0.65 s with
         tiny.en on 2 cores). A shorter input encodes in a fraction of that and usually decodes the same
         text, but the model, trained on 30-s windows, sometimes repeats itself at the end; such a
         transcript (a repeated word 3-gram, more than 6 words a second, or a decode that hit its length
-        cap) is thrown away and the caller decodes the full window instead.
+        cap) is thrown away and the caller decodes the full window instead. The padding is 0.5 s before and
+        3 s after: with speech from sample 0 and 1 s of tail (the first version), tiny.en misheard the first
+        word or repeated the sentence on half of 192 Piper utterances, so most fell back; with 0.5 s and 3 s
+        none did, at the full window's word error rate (docs/benchmarks.md).
         """
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
 
         if language != "en" and not self.multilingual:
             return None
-        padded = np.concatenate([audio, np.zeros(SAMPLE_RATE, np.float32)])
+        padded = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), audio, np.zeros(3 * SAMPLE_RATE, np.float32)])
         features = self.model.feature_extractor(padded)
         features = features[:, : features.shape[1] // 2 * 2]  # the encoder's conv stride halves the frames
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
