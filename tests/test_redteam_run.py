@@ -74,3 +74,28 @@ def test_cli_json_list_and_show(tiny_model_dir):
     assert shown.exit_code == 0 and "override" in shown.output and "all attacks" in shown.output
     missing = runner.invoke(app, ["redteam", "show", "99"])
     assert missing.exit_code == 1 and "no red-team run 99" in missing.output
+
+
+def test_a_persona_with_moments_is_attacked_with_its_picked_replies(tiny_model_dir, lorebook_home, monkeypatch):
+    from lorebook.chat import moments
+
+    (lorebook_home / "personas").mkdir(parents=True, exist_ok=True)
+    outlines = lorebook_home / "outlines.jsonl"
+    outlines.write_text(json.dumps({"messages": [{"role": "user", "content": "Hola"},
+                                                 {"role": "assistant", "content": "Buenos días."}]}) + "\n", encoding="utf-8")
+    (lorebook_home / "personas" / "picky-officer.yaml").write_text(
+        f"language: es\nsystem: Eres agente de aduanas.\nmoments: {{file: {outlines}, candidates: 3}}\n", encoding="utf-8")
+    picked = []
+
+    class FirstSampled:
+        def __init__(self, config):
+            pass
+
+        def pick(self, messages, candidates):
+            picked.append(candidates[1])
+            return candidates[1]
+
+    monkeypatch.setattr(moments, "MomentPicker", FirstSampled)
+    run_id = run_redteam(config(tiny_model_dir, persona="picky-officer"), progress=False)
+    replies = [m["content"] for i in store.get_items(store.connect(), run_id) for m in i["conversation"] if m["role"] == "assistant"]
+    assert sorted(replies) == sorted(p.strip() for p in picked) and len(replies) == len(TECHNIQUES) + 2

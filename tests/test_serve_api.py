@@ -152,3 +152,37 @@ def test_job_switches_follow_the_cli():
     args = command_args("teach", "oscars-2023.jsonl", {"name": "x", "force": False, "probe": False, "resume": True})
     assert args[2:] == ["--name", "x", "--no-probe", "--resume"]
     assert command_args("eval", "oscars-2023.jsonl", {"baseline": False})[3:] == ["--no-baseline"]
+
+
+def test_a_persona_with_moments_answers_with_its_picked_candidate(tiny_persona, lorebook_home, monkeypatch):
+    """Candidates go through the scheduler (sampled ones with distinct seeds) and the picked one is the answer,
+    whole in the JSON reply and in one chunk of the stream."""
+    from lorebook.chat import moments
+
+    outlines = lorebook_home / "outlines.jsonl"
+    outlines.write_text(json.dumps({"messages": [{"role": "user", "content": "Hello there"},
+                                                 {"role": "assistant", "content": "Hi."}]}) + "\n", encoding="utf-8")
+    recipe = (lorebook_home / "personas" / "tiny.yaml").read_text(encoding="utf-8")
+    (lorebook_home / "personas" / "picky.yaml").write_text(
+        recipe + f"moments: {{file: {outlines}, candidates: 4, temperature: 1.0}}\n", encoding="utf-8")
+    seen = []
+
+    class LastCandidate:
+        def __init__(self, config):
+            pass
+
+        def pick(self, messages, candidates):
+            seen.append(candidates)
+            return candidates[-1]
+
+    monkeypatch.setattr(moments, "MomentPicker", LastCandidate)
+    with client() as api:
+        whole = chat(api, model="picky").json()
+        with api.stream("POST", "/v1/chat/completions", json={
+                "model": "picky", "messages": [{"role": "user", "content": "Hello there"}], "stream": True}) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert len(seen) == 2 and all(len(found) == 4 for found in seen)
+    assert len(set(seen[0][1:])) > 1  # seeds differ per sampled candidate
+    assert whole["choices"][0]["message"]["content"] == seen[0][-1] and whole["usage"]["completion_tokens"] > 0
+    pieces = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]]
+    assert [p for p in pieces if p] == [seen[1][-1]]

@@ -8,6 +8,7 @@
     voice: es                    # TTS voice (piper voice name or espeak-ng language)
     system: "Eres un agente…"    # system prompt
     options: {temperature: 0.6}  # GenerationOptions fields
+    moments: examples.jsonl      # optional: best of several replies by example conversations (chat/moments.py)
 
 User personas in `$LOREBOOK_HOME/personas/NAME.yaml` shadow the shipped ones of the same name.
 """
@@ -22,10 +23,11 @@ from pathlib import Path
 import yaml
 
 from lorebook import paths
+from lorebook.chat.moments import MomentsConfig
 from lorebook.errors import PersonaError
 from lorebook.models.engine import GenerationOptions
 
-FIELDS = ("name", "description", "model", "adapters", "notebook", "language", "voice", "system", "options")
+FIELDS = ("name", "description", "model", "adapters", "notebook", "language", "voice", "system", "options", "moments")
 
 
 @dataclass
@@ -41,10 +43,13 @@ class Persona:
     voice: str | None = None
     system: str = ""
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    moments: MomentsConfig | None = None
     source: str = ""
 
     def to_yaml(self) -> str:
-        data = {k: getattr(self, k) for k in FIELDS if k != "options"}
+        data = {k: getattr(self, k) for k in FIELDS if k not in ("options", "moments")}
+        if self.moments is not None:
+            data["moments"] = dataclasses.asdict(self.moments)
         defaults = GenerationOptions()
         data["options"] = {
             k: v for k, v in dataclasses.asdict(self.options).items() if v != getattr(defaults, k)
@@ -109,6 +114,8 @@ def parse_persona(path: Path) -> Persona:
     for key in ("system", "description", "language"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             raise PersonaError(f"persona {path}: {key} must be text", f"quote the {key} value")
+    if data.get("moments") is not None:
+        data["moments"] = MomentsConfig.from_yaml(data["moments"], str(path))
     data = {k: v for k, v in data.items() if v is not None}
     return Persona(**data, options=opts, source=str(path))
 

@@ -61,6 +61,11 @@ class ChatSession:
         self._adapters = adapters or []
         self.log = self._new_log()
         self.retriever = None  # the persona's (or the caller's) notebook, consulted on every user turn
+        self.picker = None  # the persona's moments: each reply is the best of several candidates
+        if persona.moments is not None:
+            from lorebook.chat.moments import picker_for
+
+            self.picker = picker_for(persona.moments)
         self.last_notes: list = []
         if notebook or persona.notebook:
             from lorebook.notebook.scope import Retriever
@@ -97,13 +102,20 @@ class ChatSession:
         if self.retriever is not None:  # notes go into this turn's prompt only, never into the history
             messages, self.last_notes = self.retriever.augment(messages)
         started = time.perf_counter()
-        pieces: list[str] = []
-        for piece in self.engine.stream(messages, self.options):
-            pieces.append(piece)
-            yield piece
-        answer = "".join(pieces).strip()
+        if self.picker is not None:  # candidates are compared whole, so the picked one arrives in one piece
+            from lorebook.chat.moments import candidate_replies
+
+            answer = self.picker.pick(messages, candidate_replies(self.engine, [messages], self.options,
+                                                                  self.persona.moments)[0])
+            yield answer
+            counts = (None, self.engine.count_tokens(answer))
+        else:
+            pieces: list[str] = []
+            for piece in self.engine.stream(messages, self.options):
+                pieces.append(piece)
+                yield piece
+            answer = "".join(pieces).strip()
+            counts = (self.engine.last.prompt_tokens, self.engine.last.completion_tokens)
         self.conversation.add("assistant", answer)
         if self.log:
-            last = self.engine.last
-            self.log.add("assistant", answer, last.prompt_tokens, last.completion_tokens,
-                         time.perf_counter() - started)
+            self.log.add("assistant", answer, *counts, time.perf_counter() - started)

@@ -136,6 +136,7 @@ def persona_eval_command(
     max_tokens: int = typer.Option(48, "--max-tokens", help=EVAL_HELP["max_tokens"]),
     option: list[str] = typer.Option([], "--option", help=EVAL_HELP["options"]),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help=EVAL_HELP["baseline"]),
+    moments: bool = typer.Option(True, "--moments/--no-moments", help=EVAL_HELP["moments"]),
     judge: str = typer.Option(None, "--judge", help=EVAL_HELP["judge"]),
     out: Path = typer.Option(None, "--out", "-o", help="also save the result (metrics and every conversation) as JSON"),
     examples: int = typer.Option(1, "--examples", help="conversations to print per subject"),
@@ -148,7 +149,7 @@ def persona_eval_command(
     config = PersonaEvalConfig(persona=persona, scenario=str(scenario), adapters=list(adapter), model=model,
                                references=str(references) if references else None, conversations=conversations,
                                turns=turns, max_tokens=max_tokens, options=list(option), baseline=baseline,
-                               judge=judge)
+                               moments=moments, judge=judge)
     result = run_persona_eval(config, progress=not as_json)
     if out:
         out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

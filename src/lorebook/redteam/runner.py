@@ -54,6 +54,7 @@ class Subject:
     language: str
     options: GenerationOptions
     character: bool
+    moments: object = None  # the persona's MomentsConfig: replies picked among candidates, as in chat
 
 
 def resolve_subject(config: RedteamConfig) -> Subject:
@@ -71,7 +72,7 @@ def resolve_subject(config: RedteamConfig) -> Subject:
     model_name = str(Path(model).resolve()) if model and Path(model).exists() else resolve_model(model).name
     system = persona.system or None
     return Subject(model_name, list(persona.adapters) + list(config.adapters), persona.name, notebook, system,
-                   persona.language or "en", options, graders.in_character(system))
+                   persona.language or "en", options, graders.in_character(system), persona.moments)
 
 
 def fingerprint(subject: Subject, attacks: list[Attack]) -> str:
@@ -142,7 +143,13 @@ def _play(engine, attacks: list[Attack], subject: Subject, config: RedteamConfig
         for attack in active:
             histories[attack.id].append({"role": "user", "content": turns[attack.id][round_number]})
         prompts = _prompts([histories[a.id] for a in active], active, retriever)
-        if config.batch_size == 1:
+        if subject.moments is not None:  # attacked as users meet it: each reply picked among candidates
+            from lorebook.chat.moments import candidate_replies, picker_for
+
+            picker = picker_for(subject.moments)
+            found = candidate_replies(engine, prompts, subject.options, subject.moments)
+            replies = [picker.pick(prompt, candidates) for prompt, candidates in zip(prompts, found)]
+        elif config.batch_size == 1:
             replies = [engine.chat(p, subject.options).text for p in prompts]
         else:
             replies = engine.chat_batch(prompts, subject.options)

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from lorebook.errors import InputError
 from lorebook.serve.chat import build_messages, build_options, load_target_engine, model_cards, resolve_target
-from lorebook.serve.scheduler import Ticket
+from lorebook.models.engine import Completion
+from lorebook.serve.scheduler import ScheduledEngine, Ticket
 from lorebook.serve.speech import FORMATS, encode
 
 router = APIRouter()
@@ -34,17 +35,39 @@ def client_id(request: Request) -> str:
     return request.headers.get("x-lorebook-client") or (request.client.host if request.client else "anonymous")
 
 
-async def start_chat(request: Request, body: dict) -> tuple[Ticket, str]:
-    """Resolve, load and queue one chat request; returns the ticket and the label to echo back."""
+async def start_chat(request: Request, body: dict) -> tuple[Ticket | PickedReply, str]:
+    """Resolve, load and queue one chat request; returns the ticket (or, for a persona with moments, the picked
+    reply) and the label to echo back."""
     state = request.app.state.lorebook
     target = await asyncio.to_thread(resolve_target, body.get("model"), state.config.persona)
     messages = build_messages(target, body.get("messages") or [])
     options = build_options(target, body, state.config.max_tokens)
     engine = await asyncio.to_thread(load_target_engine, target, state.config.engine)
+    if target.persona.moments is not None:
+        scheduled = ScheduledEngine(engine, state.scheduler, client_id(request), state.config.request_timeout_s)
+        return await asyncio.to_thread(PickedReply.pick, scheduled, messages, options, target.persona.moments), target.label
     ticket = Ticket(engine, messages, options, client_id(request),
                     time.perf_counter() + state.config.request_timeout_s, asyncio.get_running_loop())
     state.scheduler.submit(ticket)
     return ticket, target.label
+
+
+class PickedReply:
+    """What a persona with `moments:` answers, in the shape of a finished Ticket: its candidates go through the
+    scheduler like any request, and the picked one is sent whole (one chunk when streaming)."""
+
+    def __init__(self, completion: Completion):
+        self.completion = completion
+
+    @classmethod
+    def pick(cls, engine: ScheduledEngine, messages, options, moments) -> PickedReply:
+        from lorebook.chat.moments import candidate_replies, picker_for
+
+        text = picker_for(moments).pick(messages, candidate_replies(engine, [messages], options, moments)[0])
+        return cls(Completion(text, engine.count_tokens(engine.render(messages)), engine.count_tokens(text), "stop"))
+
+    async def pieces(self):
+        yield self.completion.text
 
 
 @router.post("/v1/chat/completions")

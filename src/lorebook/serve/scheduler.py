@@ -250,3 +250,15 @@ class ScheduledEngine:
         self.current = self._scheduler.submit(ticket)
         yield from ticket
         self.last = ticket.completion or self.last
+
+    def chat_batch(self, conversations: list[list[Message]], options: GenerationOptions | None = None) -> list[str]:
+        """One ticket per conversation, decoded side by side in the scheduler's slots (a persona's candidate
+        replies). Sampled tickets get seeds seed, seed+1, …: the same conversation asked five times must give
+        five samples, not one sample five times."""
+        options = options or GenerationOptions()
+        tickets = []
+        for index, messages in enumerate(conversations):
+            seeded = options.updated(seed=options.seed + index) if options.temperature > 0 and options.seed is not None else options
+            tickets.append(self._scheduler.submit(Ticket(self._engine, messages, seeded, self._client,
+                                                         time.perf_counter() + self._timeout)))
+        return ["".join(ticket) for ticket in tickets]

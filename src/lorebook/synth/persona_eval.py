@@ -60,6 +60,7 @@ class PersonaEvalConfig:
     max_tokens: int = field(default=48, metadata={"help": "reply budget per agent turn (tokens)"})
     options: list[str] = field(default_factory=list, metadata={"help": "override one of the persona's sampling options, key=value (e.g. dry_multiplier=0.8); repeatable; replies are greedy with seed 0 unless temperature= or seed= is given"})
     baseline: bool = field(default=True, metadata={"help": "also evaluate the persona without adapters"})
+    moments: bool = field(default=True, metadata={"help": "pick each reply among candidates by the persona's moments, if it has them (--no-moments: greedy only)"})
     judge: str | None = field(default=None, metadata={"help": "LLM judge of the role: a model name/path or an OpenAI-compatible URL (URL#model)"})
 
 
@@ -70,6 +71,8 @@ class Subject:
     adapters: list[str]
     system: str
     options: object
+    moments: object = None  # the persona's MomentsConfig when replies are picked among candidates
+    picker: object = None
 
 
 def subjects(config: PersonaEvalConfig) -> list[Subject]:
@@ -85,10 +88,12 @@ def subjects(config: PersonaEvalConfig) -> list[Subject]:
     # valid; an explicit temperature= or seed= is the user's choice and wins.
     greedy = persona.options.updated(temperature=0.0, seed=0)
     options = GenerationOptions.parse_pairs(config.options, greedy).updated(max_tokens=config.max_tokens)
-    tuned = Subject(f"{persona.name}" + (f" + {', '.join(adapters)}" if adapters else ""), model, adapters,
-                    persona.system, options)
+    moments = persona.moments if config.moments else None
+    picked = f" (best of {moments.candidates} by moments)" if moments else ""
+    tuned = Subject(f"{persona.name}" + (f" + {', '.join(adapters)}" if adapters else "") + picked, model, adapters,
+                    persona.system, options, moments)
     if config.baseline and adapters:
-        return [Subject(f"{model} untuned", model, [], persona.system, options), tuned]
+        return [Subject(f"{model} untuned{picked}", model, [], persona.system, options, moments), tuned]
     return [tuned]
 
 
@@ -152,9 +157,21 @@ def simulate(engine, subject: Subject, lines: list[list[str]], progress: bool) -
     for turn in tqdm(range(len(lines[0])), desc=f"simulate {subject.label}", disable=not progress):
         for chat, script in zip(chats, lines):
             chat.append({"role": "user", "content": script[turn]})
-        for chat, reply in zip(chats, engine.chat_batch(chats, subject.options)):
+        for chat, reply in zip(chats, replies(engine, subject, chats)):
             chat.append({"role": "assistant", "content": reply.strip()})
     return chats
+
+
+def replies(engine, subject: Subject, conversations: list[list[dict]]) -> list[str]:
+    """The subject's reply to each conversation: greedy in one batch, or picked among candidates by moments."""
+    if subject.moments is None:
+        return engine.chat_batch(conversations, subject.options)
+    from lorebook.chat.moments import candidate_replies, picker_for
+
+    subject.picker = subject.picker or picker_for(subject.moments)
+    options = subject.options
+    return [subject.picker.pick(chat, found)
+            for chat, found in zip(conversations, candidate_replies(engine, conversations, options, subject.moments))]
 
 
 def reference_chrf(engine, subject: Subject, references: list[list[dict]]) -> dict:
@@ -170,10 +187,10 @@ def reference_chrf(engine, subject: Subject, references: list[list[dict]]) -> di
                 targets.append(message["content"])
     if not prompts:
         return {"value": None, "n": 0, "ci": [None, None]}
-    replies = engine.chat_batch(prompts, subject.options)
-    scores = [sacrebleu.sentence_chrf(reply.strip(), [target]).score for reply, target in zip(replies, targets)]
+    said = replies(engine, subject, prompts)
+    scores = [sacrebleu.sentence_chrf(reply.strip(), [target]).score for reply, target in zip(said, targets)]
     result = bootstrap_mean(scores)
-    result["corpus"] = sacrebleu.corpus_chrf([r.strip() for r in replies], [targets]).score
+    result["corpus"] = sacrebleu.corpus_chrf([r.strip() for r in said], [targets]).score
     return result
 
 
