@@ -186,3 +186,17 @@ def test_a_chat_session_answers_with_the_picked_candidate(tmp_path, monkeypatch)
     session = ChatSession(Engine(), persona, GenerationOptions(), log=False)
     assert list(session.reply("¿Dónde recojo mi maleta?")) == ["La cinta de equipajes está al fondo."]
     assert session.conversation.turns[-1] == {"role": "assistant", "content": "La cinta de equipajes está al fondo."}
+
+
+def test_an_engine_without_its_own_batch_samples_each_row_with_its_own_seed():
+    """llama.cpp answers a batch one conversation at a time; the same conversation five times must still give
+    five samples (seed, seed+1, …), and greedy rows keep the options as given."""
+    from lorebook.models.engine import Completion, Engine
+
+    class OneAtATime:
+        def chat(self, messages, options):
+            return Completion(f"seed {options.seed}", 1, 1, "stop")
+
+    same = [[{"role": "user", "content": "hola"}]] * 3
+    assert Engine.chat_batch(OneAtATime(), same, GenerationOptions(temperature=0.8, seed=7)) == ["seed 7", "seed 8", "seed 9"]
+    assert Engine.chat_batch(OneAtATime(), same, GenerationOptions(temperature=0.0, seed=7)) == ["seed 7"] * 3

@@ -113,7 +113,13 @@ class Engine(ABC):
         return Completion(text, last.prompt_tokens, last.completion_tokens, last.finish_reason)
 
     def chat_batch(self, conversations: list[list[Message]], options: GenerationOptions | None = None) -> list[str]:
-        """Replies to many conversations; engines that can batch override this for throughput."""
+        """Replies to many conversations; engines that can batch override this for throughput. Sampled replies
+        get seeds seed, seed+1, … as rows of a real batch sample independently: the same conversation twice in
+        one batch (a persona's candidate replies) gives two samples."""
+        options = options or GenerationOptions()
+        if options.temperature > 0 and options.seed is not None:
+            return [self.chat(messages, options.updated(seed=options.seed + index)).text
+                    for index, messages in enumerate(conversations)]
         return [self.chat(messages, options).text for messages in conversations]
 
     last: Completion = Completion("", 0, 0, "stop")
