@@ -4,8 +4,8 @@ A small tuned persona often has a fitting reply among a handful of samples but s
 the 270M customs officer answers "A usted." to "Adiós" and the bus line to "¿Dónde recojo mi maleta?",
 because it learned the interview's lines better than when to say them. The example conversations it was
 taught on (chat JSONL, e.g. the `synth --scripted-agent` outlines) say what follows which line. Each
-(user line → reply) pair there is a moment; for a new user line the picker takes the `neighbours` moments whose
-user line is most similar (sentence embeddings, the notebook's bundled MiniLM) and keeps the candidate most
+(user line → reply) pair there is a moment; for a new user line the picker takes the `neighbours` moments
+whose user line is most similar (sentence embeddings, the notebook's bundled MiniLM) and keeps the candidate most
 similar to one of their replies. A candidate that says again what the persona already said in this
 conversation loses `repeat_penalty` per unit of similarity above 0.8: small models loop, and the moments
 alone cannot see that. The greedy reply is always a candidate, so the persona's usual answer wins ties.
@@ -29,15 +29,20 @@ REPEAT_FLOOR = 0.8  # below this cosine two turns of one conversation are differ
 class MomentsConfig:
     """How a persona picks among candidate replies; each field's help doubles as documentation of the YAML."""
 
-    file: str = field(default="", metadata={"help": "chat JSONL of example conversations whose moments judge replies"})
-    candidates: int = field(default=6, metadata={"help": "replies per turn: the greedy one plus this many minus one sampled"})
+    file: str = field(default="", metadata={
+        "help": "chat JSONL of example conversations whose moments judge replies"})
+    candidates: int = field(default=6, metadata={
+        "help": "replies per turn: the greedy one plus this many minus one sampled"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature of the extra candidates"})
-    neighbours: int = field(default=20, metadata={"help": "moments, by similarity of their user line, a reply is compared with"})
-    repeat_penalty: float = field(default=5.0, metadata={"help": "score lost per unit of similarity above 0.8 to an earlier reply"})
+    neighbours: int = field(default=20, metadata={
+        "help": "moments, by similarity of their user line, a reply is compared with"})
+    repeat_penalty: float = field(default=5.0, metadata={
+        "help": "score lost per unit of similarity above 0.8 to an earlier reply"})
 
     @classmethod
     def from_yaml(cls, value, source: str) -> MomentsConfig:
-        """From a persona's `moments:` (a path, or a mapping of these fields); relative paths are the persona's."""
+        """From a persona's `moments:` (a path, or a mapping of these fields); a relative path is the
+        persona file's."""
         data = {"file": value} if isinstance(value, str) else value
         if not isinstance(data, dict) or not isinstance(data.get("file"), str) or not data["file"]:
             raise PersonaError(f"persona {source}: moments must be a file path or a mapping with file:",
@@ -46,9 +51,13 @@ class MomentsConfig:
         if unknown:
             raise PersonaError(f"persona {source}: unknown moments keys {', '.join(unknown)}",
                                "allowed: " + ", ".join(cls.__dataclass_fields__))
-        for name, kind in (("candidates", int), ("neighbours", int), ("temperature", (int, float)), ("repeat_penalty", (int, float))):
-            if name in data and (not isinstance(data[name], kind) or isinstance(data[name], bool) or data[name] < (1 if kind is int else 0)):
-                raise PersonaError(f"persona {source}: moments {name} must be a {'whole number ≥ 1' if kind is int else 'number ≥ 0'}",
+        for name, whole in (("candidates", True), ("neighbours", True), ("temperature", False),
+                            ("repeat_penalty", False)):
+            value = data.get(name, 1)
+            kind = int if whole else (int, float)
+            if not isinstance(value, kind) or isinstance(value, bool) or value < (1 if whole else 0):
+                wanted = "a whole number ≥ 1" if whole else "a number ≥ 0"
+                raise PersonaError(f"persona {source}: moments {name} must be {wanted}",
                                    f"e.g. {name}: {getattr(cls(), name)}")
         config = cls(**data)
         path = Path(config.file).expanduser()
@@ -62,7 +71,8 @@ def read_moments(path: str | Path) -> list[tuple[str, str]]:
     """Distinct (user line, assistant reply) pairs of a chat JSONL file, in file order."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"moments file {path} does not exist", "point moments: at a chat JSONL file (e.g. synth output)")
+        raise InputError(f"moments file {path} does not exist",
+                         "point moments: at a chat JSONL file (e.g. synth output)")
     pairs: dict[tuple[str, str], None] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -71,17 +81,19 @@ def read_moments(path: str | Path) -> list[tuple[str, str]]:
             messages = json.loads(line)["messages"]
             roles = [(m["role"], m["content"]) for m in messages]
         except (ValueError, KeyError, TypeError):
-            raise InputError(f"{path}:{number} is not a chat JSONL line", 'each line needs {"messages": [{"role", "content"}, …]}') from None
+            raise InputError(f"{path}:{number} is not a chat JSONL line",
+                             'each line needs {"messages": [{"role", "content"}, …]}') from None
         for (role, text), (next_role, reply) in pairwise(roles):
             if role == "user" and next_role == "assistant" and text.strip() and reply.strip():
                 pairs[(text.strip(), reply.strip())] = None
     if not pairs:
-        raise InputError(f"moments file {path} has no user line followed by a reply", "use chat JSONL conversations")
+        raise InputError(f"moments file {path} has no user line followed by a reply",
+                         "use chat JSONL conversations")
     return list(pairs)
 
 
 class MomentPicker:
-    """`pick(messages, candidates)` → the candidate that best fits the example moments after the last user line."""
+    """`pick(messages, candidates)` → the candidate that best fits the moments after the last user line."""
 
     def __init__(self, config: MomentsConfig, embedder=None):
         from lorebook.notebook.embedder import Embedder
@@ -97,7 +109,8 @@ class MomentPicker:
         heard = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         said = [m["content"] for m in messages if m["role"] == "assistant"]
         vectors = self.embedder.embed([heard, *candidates, *said])
-        heard_vector, candidate_vectors, said_vectors = vectors[0], vectors[1:len(candidates) + 1], vectors[len(candidates) + 1:]
+        heard_vector, said_vectors = vectors[0], vectors[len(candidates) + 1:]
+        candidate_vectors = vectors[1:len(candidates) + 1]
         nearest = np.argsort(-(self.user_vectors @ heard_vector))[: self.config.neighbours]
         fit = (candidate_vectors @ self.reply_vectors[nearest].T).max(axis=1)
         if len(said_vectors):
@@ -117,17 +130,20 @@ def picker_for(config: MomentsConfig) -> MomentPicker:
     """A picker shared by every session of the same moments file (embedding it takes seconds); a changed file
     is read again."""
     path = Path(config.file)
-    key = (str(path), path.stat().st_mtime_ns if path.exists() else 0, config.neighbours, config.repeat_penalty)
+    changed = path.stat().st_mtime_ns if path.exists() else 0
+    key = (str(path), changed, config.neighbours, config.repeat_penalty)
     if key not in _pickers:
         _pickers[key] = MomentPicker(config)
     return _pickers[key]
 
 
-def candidate_replies(engine, conversations: list[list[dict]], options, config: MomentsConfig) -> list[list[str]]:
-    """`config.candidates` replies per conversation: greedy first, then samples, all in two batches."""
+def candidate_replies(engine, conversations: list[list[dict]], options,
+                      config: MomentsConfig) -> list[list[str]]:
+    """`config.candidates` replies per conversation: greedy first, then samples, all in two batches (seeded by
+    the options' seed when it has one, as eval does, so a rerun picks among the same candidates)."""
     greedy = engine.chat_batch(conversations, options.updated(temperature=0.0))
     extra = config.candidates - 1
-    sampled = engine.chat_batch([c for c in conversations for _ in range(extra)],
-                                options.updated(temperature=config.temperature,
-                                                seed=options.seed if options.seed is not None else 0)) if extra else []
-    return [[greedy[i].strip(), *(s.strip() for s in sampled[i * extra:(i + 1) * extra])] for i in range(len(conversations))]
+    repeated = [conversation for conversation in conversations for _ in range(extra)]
+    sampled = engine.chat_batch(repeated, options.updated(temperature=config.temperature)) if extra else []
+    return [[greedy[i].strip(), *(text.strip() for text in sampled[i * extra:(i + 1) * extra])]
+            for i in range(len(conversations))]

@@ -45,7 +45,8 @@ async def start_chat(request: Request, body: dict) -> tuple[Ticket | PickedReply
     engine = await asyncio.to_thread(load_target_engine, target, state.config.engine)
     if target.persona.moments is not None:
         scheduled = ScheduledEngine(engine, state.scheduler, client_id(request), state.config.request_timeout_s)
-        return await asyncio.to_thread(PickedReply.pick, scheduled, messages, options, target.persona.moments), target.label
+        picked = await asyncio.to_thread(PickedReply.pick, scheduled, messages, options, target.persona.moments)
+        return picked, target.label
     ticket = Ticket(engine, messages, options, client_id(request),
                     time.perf_counter() + state.config.request_timeout_s, asyncio.get_running_loop())
     state.scheduler.submit(ticket)
@@ -64,7 +65,8 @@ class PickedReply:
         from lorebook.chat.moments import candidate_replies, picker_for
 
         text = picker_for(moments).pick(messages, candidate_replies(engine, [messages], options, moments)[0])
-        return cls(Completion(text, engine.count_tokens(engine.render(messages)), engine.count_tokens(text), "stop"))
+        prompt_tokens = engine.count_tokens(engine.render(messages))
+        return cls(Completion(text, prompt_tokens, engine.count_tokens(text), "stop"))
 
     async def pieces(self):
         yield self.completion.text

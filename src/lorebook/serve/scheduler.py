@@ -258,7 +258,8 @@ class ScheduledEngine:
         options = options or GenerationOptions()
         tickets = []
         for index, messages in enumerate(conversations):
-            seeded = options.updated(seed=options.seed + index) if options.temperature > 0 and options.seed is not None else options
+            sampled = options.temperature > 0 and options.seed is not None
+            seeded = options.updated(seed=options.seed + index) if sampled else options
             tickets.append(self._scheduler.submit(Ticket(self._engine, messages, seeded, self._client,
                                                          time.perf_counter() + self._timeout)))
         return ["".join(ticket) for ticket in tickets]

@@ -60,7 +60,8 @@ class PersonaEvalConfig:
     max_tokens: int = field(default=48, metadata={"help": "reply budget per agent turn (tokens)"})
     options: list[str] = field(default_factory=list, metadata={"help": "override one of the persona's sampling options, key=value (e.g. dry_multiplier=0.8); repeatable; replies are greedy with seed 0 unless temperature= or seed= is given"})
     baseline: bool = field(default=True, metadata={"help": "also evaluate the persona without adapters"})
-    moments: bool = field(default=True, metadata={"help": "pick each reply among candidates by the persona's moments, if it has them (--no-moments: greedy only)"})
+    moments: bool = field(default=True, metadata={
+        "help": "pick each reply among candidates by the persona's moments, if it has them (--no-moments: greedy)"})
     judge: str | None = field(default=None, metadata={"help": "LLM judge of the role: a model name/path or an OpenAI-compatible URL (URL#model)"})
 
 
