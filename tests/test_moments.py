@@ -200,3 +200,24 @@ def test_an_engine_without_its_own_batch_samples_each_row_with_its_own_seed():
     same = [[{"role": "user", "content": "hola"}]] * 3
     assert Engine.chat_batch(OneAtATime(), same, GenerationOptions(temperature=0.8, seed=7)) == ["seed 7", "seed 8", "seed 9"]
     assert Engine.chat_batch(OneAtATime(), same, GenerationOptions(temperature=0.0, seed=7)) == ["seed 7"] * 3
+
+
+def test_personas_create_names_moments_and_refuses_a_bad_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from lorebook.chat.persona import load_persona
+    from lorebook.cli.main import app
+
+    outlines = write_chats(tmp_path / "outlines.jsonl", EXAMPLES)
+    runner = CliRunner()
+    made = runner.invoke(app, ["personas", "create", "picky", "--from", "customs-agent-es", "--moments", str(outlines),
+                               "--candidates", "4"])
+    assert made.exit_code == 0, made.output
+    persona = load_persona("picky")
+    assert persona.moments.file == str(outlines.resolve()) and persona.moments.candidates == 4
+    assert persona.language == "es"
+    assert runner.invoke(app, ["personas", "create", "plain", "--candidates", "4"]).exit_code == 1
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("no json\n", encoding="utf-8")
+    refused = runner.invoke(app, ["personas", "create", "broken", "--moments", str(broken)])
+    assert refused.exit_code == 1 and "broken.jsonl:1 is not a chat JSONL line" in refused.output

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
+from lorebook.chat.moments import MomentsConfig, read_moments
 from lorebook.chat.persona import Persona, list_personas, load_persona, save_persona
 from lorebook.cli.common import console, friendly_errors
+from lorebook.errors import InputError
+
+MOMENTS_HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(MomentsConfig)}
 
 personas_app = typer.Typer(help="List, show and create personas.", no_args_is_help=True)
 
@@ -40,6 +47,9 @@ def create(
     adapter: list[str] = typer.Option(None, "--adapter", "-a", help="LoRA adapters"),
     system: str = typer.Option(None, "--system", "-s", help="system prompt"),
     language: str = typer.Option(None, "--language", help="reply language code, e.g. es"),
+    moments: Path = typer.Option(None, "--moments", help=MOMENTS_HELP["file"] + " (each reply the best of "
+                                 "several; see README)"),
+    candidates: int = typer.Option(None, "--candidates", help=MOMENTS_HELP["candidates"] + " (with --moments)"),
 ) -> None:
     """Save a new persona in your data directory (copying --from and applying the options)."""
     persona: Persona = load_persona(base)
@@ -48,6 +58,16 @@ def create(
     persona.adapters = list(adapter) if adapter else persona.adapters
     persona.system = system if system is not None else persona.system
     persona.language = language or persona.language
+    if moments is not None or candidates is not None:
+        if moments is None and persona.moments is None:
+            raise InputError("--candidates needs moments", "add --moments FILE.jsonl (chat JSONL examples)")
+        settings = dataclasses.asdict(persona.moments) if persona.moments else {}
+        if moments is not None:
+            settings["file"] = str(moments.expanduser().resolve())
+        if candidates is not None:
+            settings["candidates"] = candidates
+        persona.moments = MomentsConfig.from_yaml(settings, name)
+        read_moments(persona.moments.file)  # refuse a missing or malformed file now, not at the first reply
     console.print(f"saved {save_persona(persona)}")
 
 
