@@ -90,7 +90,8 @@ class ChatSession:
         self.log = self._new_log()
 
     def reply(self, text: str) -> Iterator[str]:
-        """Stream the reply to a user message; `self.dropped_turns` says how much history was cut to fit."""
+        """Stream the reply to a user message (with the persona's moments: the picked candidate, in one piece);
+        `self.dropped_turns` says how much history was cut to fit."""
         if self.log and not self.conversation.turns and self.conversation.system:
             self.log.add("system", self.conversation.system)
         self.conversation.add("user", text)
