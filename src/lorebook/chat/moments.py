@@ -147,3 +147,11 @@ def candidate_replies(engine, conversations: list[list[dict]], options,
     sampled = engine.chat_batch(repeated, options.updated(temperature=config.temperature)) if extra else []
     return [[greedy[i].strip(), *(text.strip() for text in sampled[i * extra:(i + 1) * extra])]
             for i in range(len(conversations))]
+
+
+def picked_replies(engine, conversations: list[list[dict]], options, config: MomentsConfig) -> list[str]:
+    """Each conversation's reply as a persona with `moments:` gives it: the best of its candidates. Chat,
+    eval persona, redteam and the server all answer through this."""
+    picker = picker_for(config)
+    found = candidate_replies(engine, conversations, options, config)
+    return [picker.pick(messages, candidates) for messages, candidates in zip(conversations, found)]

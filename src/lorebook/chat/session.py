@@ -61,11 +61,10 @@ class ChatSession:
         self._adapters = adapters or []
         self.log = self._new_log()
         self.retriever = None  # the persona's (or the caller's) notebook, consulted on every user turn
-        self.picker = None  # the persona's moments: each reply is the best of several candidates
-        if persona.moments is not None:
+        if persona.moments is not None:  # read and embed the examples now: a bad file fails here, not mid-chat
             from lorebook.chat.moments import picker_for
 
-            self.picker = picker_for(persona.moments)
+            picker_for(persona.moments)
         self.last_notes: list = []
         if notebook or persona.notebook:
             from lorebook.notebook.scope import Retriever
@@ -103,11 +102,10 @@ class ChatSession:
         if self.retriever is not None:  # notes go into this turn's prompt only, never into the history
             messages, self.last_notes = self.retriever.augment(messages)
         started = time.perf_counter()
-        if self.picker is not None:  # candidates are compared whole, so the picked one arrives in one piece
-            from lorebook.chat.moments import candidate_replies
+        if self.persona.moments is not None:  # candidates are compared whole: the picked one comes in one piece
+            from lorebook.chat.moments import picked_replies
 
-            answer = self.picker.pick(messages, candidate_replies(self.engine, [messages], self.options,
-                                                                  self.persona.moments)[0])
+            [answer] = picked_replies(self.engine, [messages], self.options, self.persona.moments)
             yield answer
             counts = (None, self.engine.count_tokens(answer))
         else:

@@ -117,12 +117,17 @@ class Engine(ABC):
         get seeds seed, seed+1, … as rows of a real batch sample independently: the same conversation twice in
         one batch (a persona's candidate replies) gives two samples."""
         options = options or GenerationOptions()
-        if options.temperature > 0 and options.seed is not None:
-            return [self.chat(messages, options.updated(seed=options.seed + index)).text
-                    for index, messages in enumerate(conversations)]
-        return [self.chat(messages, options).text for messages in conversations]
+        return [self.chat(messages, row_options(options, index)).text for index, messages in enumerate(conversations)]
 
     last: Completion = Completion("", 0, 0, "stop")
+
+
+def row_options(options: GenerationOptions, index: int) -> GenerationOptions:
+    """The options for row `index` of a batch answered one conversation at a time: a sampled, seeded row gets
+    seed + index, as rows of a real batch sample independently."""
+    if options.temperature > 0 and options.seed is not None:
+        return options.updated(seed=options.seed + index)
+    return options
 
 
 def last_user_text(messages: list[Message]) -> str:

@@ -144,11 +144,9 @@ def _play(engine, attacks: list[Attack], subject: Subject, config: RedteamConfig
             histories[attack.id].append({"role": "user", "content": turns[attack.id][round_number]})
         prompts = _prompts([histories[a.id] for a in active], active, retriever)
         if subject.moments is not None:  # attacked as users meet it: each reply picked among candidates
-            from lorebook.chat.moments import candidate_replies, picker_for
+            from lorebook.chat.moments import picked_replies
 
-            picker = picker_for(subject.moments)
-            found = candidate_replies(engine, prompts, subject.options, subject.moments)
-            replies = [picker.pick(prompt, candidates) for prompt, candidates in zip(prompts, found)]
+            replies = picked_replies(engine, prompts, subject.options, subject.moments)
         elif config.batch_size == 1:
             replies = [engine.chat(p, subject.options).text for p in prompts]
         else:

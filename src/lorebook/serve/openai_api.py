@@ -16,8 +16,8 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from lorebook.errors import InputError
-from lorebook.serve.chat import build_messages, build_options, load_target_engine, model_cards, resolve_target
 from lorebook.models.engine import Completion
+from lorebook.serve.chat import build_messages, build_options, load_target_engine, model_cards, resolve_target
 from lorebook.serve.scheduler import ScheduledEngine, Ticket
 from lorebook.serve.speech import FORMATS, encode
 
@@ -62,9 +62,9 @@ class PickedReply:
 
     @classmethod
     def pick(cls, engine: ScheduledEngine, messages, options, moments) -> PickedReply:
-        from lorebook.chat.moments import candidate_replies, picker_for
+        from lorebook.chat.moments import picked_replies
 
-        text = picker_for(moments).pick(messages, candidate_replies(engine, [messages], options, moments)[0])
+        [text] = picked_replies(engine, [messages], options, moments)
         prompt_tokens = engine.count_tokens(engine.render(messages))
         return cls(Completion(text, prompt_tokens, engine.count_tokens(text), "stop"))
 

@@ -23,7 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 
 from lorebook.errors import LorebookError
-from lorebook.models.engine import Completion, Engine, GenerationOptions, Message
+from lorebook.models.engine import Completion, Engine, GenerationOptions, Message, row_options
 
 SLOT_CONTEXT = 2048  # tokens per slot cache; the chat route refuses longer prompts with a clear error
 _DONE = object()
@@ -258,8 +258,6 @@ class ScheduledEngine:
         options = options or GenerationOptions()
         tickets = []
         for index, messages in enumerate(conversations):
-            sampled = options.temperature > 0 and options.seed is not None
-            seeded = options.updated(seed=options.seed + index) if sampled else options
-            tickets.append(self._scheduler.submit(Ticket(self._engine, messages, seeded, self._client,
-                                                         time.perf_counter() + self._timeout)))
+            tickets.append(self._scheduler.submit(Ticket(self._engine, messages, row_options(options, index),
+                                                         self._client, time.perf_counter() + self._timeout)))
         return ["".join(ticket) for ticket in tickets]

@@ -73,7 +73,6 @@ class Subject:
     system: str
     options: object
     moments: object = None  # the persona's MomentsConfig when replies are picked among candidates
-    picker: object = None
 
 
 def subjects(config: PersonaEvalConfig) -> list[Subject]:
@@ -167,12 +166,9 @@ def replies(engine, subject: Subject, conversations: list[list[dict]]) -> list[s
     """The subject's reply to each conversation: greedy in one batch, or picked among candidates by moments."""
     if subject.moments is None:
         return engine.chat_batch(conversations, subject.options)
-    from lorebook.chat.moments import candidate_replies, picker_for
+    from lorebook.chat.moments import picked_replies
 
-    subject.picker = subject.picker or picker_for(subject.moments)
-    options = subject.options
-    return [subject.picker.pick(chat, found)
-            for chat, found in zip(conversations, candidate_replies(engine, conversations, options, subject.moments))]
+    return picked_replies(engine, conversations, subject.options, subject.moments)
 
 
 def reference_chrf(engine, subject: Subject, references: list[list[dict]]) -> dict:
