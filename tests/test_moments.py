@@ -16,16 +16,19 @@ from lorebook.models.engine import GenerationOptions
 EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
 
 
+def words_of(text):
+    return text.lower().replace("?", "").replace("¿", "").replace(".", "").split()
+
+
 def fixed_vocabulary_embedder(examples):
     """Bag of words over the examples' vocabulary: similarity is shared words, enough to test the picking logic."""
-    words = sorted({w for pair in examples for t in pair for w in t.lower().replace("?", "").replace("¿", "").replace(".", "").split()}
-                   | {"a", "usted", "hola", "otra", "cosa", "dígame"})
+    words = sorted({w for pair in examples for t in pair for w in words_of(t)} | {"a", "usted", "hola", "otra", "cosa"})
 
     class Fixed:
         def embed(self, texts):
             vectors = np.zeros((len(texts), len(words) + 1), np.float32)
             for row, text in enumerate(texts):
-                for word in text.lower().replace("?", "").replace("¿", "").replace(".", "").split():
+                for word in words_of(text):
                     vectors[row, words.index(word) if word in words else len(words)] += 1.0
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             return vectors / np.where(norms == 0, 1, norms)
