@@ -104,6 +104,22 @@ def test_scripted_turn_reacts_then_asks_the_next_step(tmp_path):
     assert scripted_turn(scenario.agent, conversation, 0, 7) is None  # the decision step has no lines: teacher
 
 
+def test_a_reaction_that_stands_alone_keeps_the_other_from_adding_a_step(tmp_path):
+    """Thanks and a goodbye in one line: the officer thanks and says goodbye, without asking the next step."""
+    from lorebook.synth.dialogue import scripted_turn
+
+    data = minimal()
+    data["agent"].update(
+        agenda=[{"step": "Pide el pasaporte.", "done": ["pasaport"], "lines": ["Su pasaporte, por favor."]}],
+        answers=[{"asks": ["gracias"], "lines": ["De nada. {step}"]},
+                 {"asks": ["adios"], "lines": ["Adiós, buen viaje."]}])
+    scenario = load_scenario(write(tmp_path, data))
+    conversation = Conversation(0, {}, {}, turns=[{"role": "traveller", "text": "Gracias por todo, adiós."}])
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "De nada. Adiós, buen viaje."
+    conversation.turns = [{"role": "traveller", "text": "Muchas gracias."}]
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "De nada. Su pasaporte, por favor."
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),

@@ -140,7 +140,10 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
     """The side's scripted answer to the other side's turn `asked`, or None when it asks none of `answers`.
 
     A turn asking two things ("¿Cuánto tiempo se queda y dónde se aloja?") gets both answers, in the order
-    it asked them (at most two: a traveller answers briefly). Lines are picked seeded per conversation and
+    it asked them (at most two: a traveller answers briefly). When one of two agent reactions stands alone
+    (has no `{step}`), the other loses its `{step}`: to "Gracias por todo, adiós" the officer says "De nada.
+    Adiós, que disfrute de su viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught
+    the persona to answer a goodbye with "¿Algo más?". Lines are picked seeded per conversation and
     turn, so a resumed run says the same. A small model playing the traveller drifts within a few turns
     (Russian, the officer's own question back, a trip to India), and every officer turn after that is
     taught on nonsense; scripted answers keep the other side sane and cost no teacher call."""
@@ -155,7 +158,10 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
     asked_first = [lines for _, lines in sorted(found, key=lambda f: f[0])][:2]
     values = {**conversation.attributes, "step": "{step}"}  # an agent's reaction may place its next step
-    return " ".join(fresh_line(rng, lines, values, conversation) for lines in asked_first)
+    parts = [fresh_line(rng, lines, values, conversation) for lines in asked_first]
+    if any("{step}" not in part for part in parts):  # one part stands alone, so the whole turn does
+        parts = [" ".join(part.replace("{step}", "").split()) for part in parts]
+    return " ".join(parts)
 
 
 def fresh_line(rng: random.Random, lines: list[str], values: dict[str, str], conversation: Conversation) -> str:
