@@ -77,7 +77,7 @@ def test_scripted_answers_answer_the_agents_questions_without_a_teacher_call(tmp
     config = SynthConfig(n=2, turns=10, batch_size=2, scripted_answers=True, dedup=1.0)
     run_synth(scenario, config, tmp_path / "convs.jsonl", teacher=teacher, progress=False)
     assert teacher.calls == 4  # the agent's four turns; the traveller's answers are scripted
-    pools = [answer_lines for _, answer_lines in scenario.traveller.answers]
+    pools = [answer.lines for answer in scenario.traveller.answers]
     records = lines(tmp_path / "convs.jsonl")
     for record in records:
         attributes = record["metadata"]["attributes"]
@@ -107,7 +107,7 @@ def test_scripted_agent_and_answers_write_whole_interviews_without_a_teacher(tmp
     report = run_synth(scenario, config, tmp_path / "convs.jsonl", teacher=teacher, progress=False)
     assert report["ended_by"] == {"agent:admitted": 6} and report["kept"] == 6
     written = {line for step in scenario.agent.agenda for line in step.lines}
-    written |= {line for _, pool in scenario.agent.answers for line in pool}
+    written |= {line for answer in scenario.agent.answers for line in answer.lines}
     for record in lines(tmp_path / "convs.jsonl"):
         agent = [t["text"] for t in record["metadata"]["turns"] if t["role"] == "agent"]
         assert len(agent) == len(set(agent)) and closing(scenario.agent, agent[0]) is None

@@ -57,7 +57,7 @@ def test_example_answers_are_not_eval_script_lines():
     scripted = {" ".join(normalize_words(line)) for script in scenario.script for line in script}
     filled = {fill(line, {name: value for name in scenario.attributes})
               for values in scenario.attributes.values() for value in values
-              for _, lines in scenario.traveller.answers for line in lines}
+              for answer in scenario.traveller.answers for line in answer.lines}
     assert len(filled) > 40 and not {" ".join(normalize_words(line)) for line in filled} & scripted
 
 
@@ -67,7 +67,7 @@ def test_scripted_answer_follows_the_questions_in_order():
     scenario = load_scenario(EXAMPLE)
     conversation = Conversation(3, sample_attributes(scenario, 0, 3), {})
     both = scripted_answer(scenario.traveller, "¿Dónde se aloja y cuántos días se queda?", conversation, 0, 4)
-    pools = {asks[0]: lines for asks, lines in scenario.traveller.answers}
+    pools = {answer.asks[0]: answer.lines for answer in scenario.traveller.answers}
     lodging, days = pools["aloj"], pools["tiempo"]
     assert any(both.startswith(line) for line in lodging) and any(both.endswith(line) for line in days)
     assert scripted_answer(scenario.traveller, "¿Dónde se aloja y cuántos días se queda?", conversation, 0, 4) == both
@@ -120,6 +120,21 @@ def test_a_reaction_that_stands_alone_keeps_the_other_from_adding_a_step(tmp_pat
     assert scripted_turn(scenario.agent, conversation, 0, 1) == "De nada. Su pasaporte, por favor."
 
 
+def test_a_reaction_is_not_said_when_a_word_rules_it_out(tmp_path):
+    """"Tres mil euros" is under the limit: the officer says so instead of handing over the cash form."""
+    from lorebook.synth.dialogue import scripted_turn
+
+    data = minimal()
+    data["agent"].update(answers=[
+        {"asks": ["euros"], "unless": ["mil"], "lines": ["Rellene este formulario."]},
+        {"asks": ["mil"], "lines": ["Por debajo de 10.000 euros no se declara."]}])
+    scenario = load_scenario(write(tmp_path, data))
+    conversation = Conversation(0, {}, {}, turns=[{"role": "traveller", "text": "Llevo 15.000 euros."}])
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "Rellene este formulario."
+    conversation.turns = [{"role": "traveller", "text": "Llevo tres mil euros."}]
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "Por debajo de 10.000 euros no se declara."
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),
@@ -143,6 +158,8 @@ def test_a_reaction_that_stands_alone_keeps_the_other_from_adding_a_step(tmp_pat
     (lambda d: d["traveller"].update(answers=[{"asks": ["dónde se aloja"], "lines": ["En Madrid."]}]),
      "traveller.answers[1].asks"),
     (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": []}]), "traveller.answers[1].lines"),
+    (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "unless": "hotel", "lines": ["En casa."]}]),
+     "traveller.answers[1].unless"),
     (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": ["En {planet}."]}]),
      "traveller.answers[1].lines"),
     (lambda d: d["traveller"].update(answers=[{"asks": ["aloj"], "lines": ["En Madrid. {step}"]}]),

@@ -149,9 +149,9 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
     taught on nonsense; scripted answers keep the other side sane and cost no teacher call."""
     words = normalize_words(asked)
     found = []
-    for asks, lines in side.answers:
+    for asks, lines, unless in side.answers:
         first = next((i for i, word in enumerate(words) if word.startswith(asks)), None)
-        if first is not None:
+        if first is not None and not any(word.startswith(unless) for word in words):
             found.append((first, lines))
     if not found:
         return None

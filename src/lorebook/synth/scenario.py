@@ -16,6 +16,7 @@
         - {step: "…", done: […], lines: ["Su pasaporte, por favor."]}  # with `synth --scripted-agent`: said as is
       answers:                         # with `synth --scripted-agent`: the agent's reactions to the other side's
         - {asks: [jamon], lines: ["La carne está prohibida."]}    # words; {step} there: the next step's line
+        - {asks: [euros], unless: [mil], lines: ["Rellene este formulario."]}  # not when a word begins "mil"
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
@@ -60,6 +61,15 @@ class AgendaStep(NamedTuple):
     lines: list[str]
 
 
+class Answer(NamedTuple):
+    """A scripted answer: said when a word of the other side's turn begins with one of `asks`, unless one
+    begins with one of `unless` ("tres mil euros" is not the "euros" of a sum to declare)."""
+
+    asks: tuple[str, ...]
+    lines: list[str]
+    unless: tuple[str, ...] = ()
+
+
 @dataclass
 class Side:
     """One role of the scenario: its prompts, few-shot examples and the phrases that close a conversation."""
@@ -75,8 +85,7 @@ class Side:
     agenda: list[AgendaStep] = field(default_factory=list)
     out_of_role: tuple[str, ...] = ()  # normalized phrases this side never says (synth regenerates the turn)
     followups: list[str] = field(default_factory=list)  # scripted lines after the agent's decision (synth --followups)
-    # (asks word beginnings, lines): what this side answers when asked (synth --scripted-answers)
-    answers: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)  # what this side answers when asked (--scripted-answers)
 
 
 @dataclass
@@ -128,7 +137,7 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     texts = {"system": system, "hints": raw.get("hints") or "",
              **{f"{name}[{n}]": line for name, lines in (("openers", openers), ("followups", followups))
                 for n, line in enumerate(lines, 1)},
-             **{f"answers[{n}].lines": " ".join(lines) for n, (_, lines) in enumerate(answers, 1)}}
+             **{f"answers[{n}].lines": " ".join(answer.lines) for n, answer in enumerate(answers, 1)}}
     for name, text in texts.items():
         own = {"step"} if name == "hints" or (key == "agent" and name.startswith("answers")) else set()
         missing = _placeholders(text) - set(attributes) - own
@@ -154,28 +163,31 @@ def _lines(path, key: str, raw: dict) -> list[str]:
     return [line.strip() for line in lines]
 
 
-def _answers(path, key: str, raw) -> list[tuple[tuple[str, ...], list[str]]]:
+def _answers(path, key: str, raw) -> list[Answer]:
     """A side's scripted answers: each entry names the words of a question (`asks`, one word or word
-    beginning per entry: the traveller answers when a word of the agent's turn begins with one) and the
-    lines to answer with."""
+    beginning per entry: the traveller answers when a word of the agent's turn begins with one), optionally
+    words that rule it out (`unless`), and the lines to answer with."""
     answers = []
     if raw is not None and not isinstance(raw, list):
         raise _fail(path, key, "must be a list of {asks, lines} entries",
                     'e.g. answers: [{asks: [pasaport], lines: ["Aquí tiene."]}]')
     for number, item in enumerate(raw or [], 1):
         where = f"{key}[{number}]"
-        if not (isinstance(item, dict) and set(item) == {"asks", "lines"}):
-            raise _fail(path, where, "must be a mapping with asks and lines",
+        if not (isinstance(item, dict) and {"asks", "lines"} <= set(item) <= {"asks", "lines", "unless"}):
+            raise _fail(path, where, "must be a mapping with asks and lines (and optionally unless)",
                         'e.g. - {asks: [pasaport], lines: ["Aquí tiene."]}')
-        asks = item["asks"]
-        if not (isinstance(asks, list) and asks and all(isinstance(w, str) and len(normalize_words(w)) == 1
-                                                         for w in asks)):
-            raise _fail(path, f"{where}.asks", "must be a list of single words or word beginnings",
-                        "e.g. asks: [pasaport, passport] (a phrase would match each of its words)")
+        words = {}
+        for name in ("asks", "unless"):
+            value = item.get(name, [] if name == "unless" else None)
+            if not (isinstance(value, list) and (value or name == "unless")
+                    and all(isinstance(w, str) and len(normalize_words(w)) == 1 for w in value)):
+                raise _fail(path, f"{where}.{name}", "must be a list of single words or word beginnings",
+                            f"e.g. {name}: [pasaport, passport] (a phrase would match each of its words)")
+            words[name] = tuple(normalize_words(w)[0] for w in value)
         lines = _lines(path, f"{where}.lines", item)
         if not lines:
             raise _fail(path, f"{where}.lines", "is empty", 'e.g. lines: ["Aquí tiene."]')
-        answers.append((tuple(normalize_words(w)[0] for w in asks), lines))
+        answers.append(Answer(words["asks"], lines, words["unless"]))
     return answers
 
 
