@@ -182,7 +182,8 @@ def _answers(path, key: str, raw) -> list[Answer]:
             if not (isinstance(value, list) and (value or name == "unless")
                     and all(isinstance(w, str) and len(normalize_words(w)) == 1 for w in value)):
                 raise _fail(path, f"{where}.{name}", "must be a list of single words or word beginnings",
-                            f"e.g. {name}: [pasaport, passport] (a phrase would match each of its words)")
+                            f"e.g. {name}: {'[mil]' if name == 'unless' else '[pasaport, passport]'}"
+                            " (a phrase would match each of its words)")
             words[name] = tuple(normalize_words(w)[0] for w in value)
         lines = _lines(path, f"{where}.lines", item)
         if not lines:
