@@ -176,20 +176,23 @@ def _answers(path, key: str, raw) -> list[Answer]:
         if not (isinstance(item, dict) and {"asks", "lines"} <= set(item) <= {"asks", "lines", "unless"}):
             raise _fail(path, where, "must be a mapping with asks and lines (and optionally unless)",
                         'e.g. - {asks: [pasaport], lines: ["Aquí tiene."]}')
-        words = {}
-        for name in ("asks", "unless"):
-            value = item.get(name, [] if name == "unless" else None)
-            if not (isinstance(value, list) and (value or name == "unless")
-                    and all(isinstance(w, str) and len(normalize_words(w)) == 1 for w in value)):
-                raise _fail(path, f"{where}.{name}", "must be a list of single words or word beginnings",
-                            f"e.g. {name}: {'[mil]' if name == 'unless' else '[pasaport, passport]'}"
-                            " (a phrase would match each of its words)")
-            words[name] = tuple(normalize_words(w)[0] for w in value)
+        asks = _single_words(path, f"{where}.asks", item["asks"], "asks: [pasaport, passport]", required=True)
+        unless = _single_words(path, f"{where}.unless", item.get("unless", []), "unless: [mil]")
         lines = _lines(path, f"{where}.lines", item)
         if not lines:
             raise _fail(path, f"{where}.lines", "is empty", 'e.g. lines: ["Aquí tiene."]')
-        answers.append(Answer(words["asks"], lines, words["unless"]))
+        answers.append(Answer(asks, lines, unless))
     return answers
+
+
+def _single_words(path, key: str, value, example: str, required: bool = False) -> tuple[str, ...]:
+    """A list of single words or word beginnings, normalized; a phrase is refused, since it would match each
+    of its words."""
+    if not (isinstance(value, list) and (value or not required)
+            and all(isinstance(w, str) and len(normalize_words(w)) == 1 for w in value)):
+        raise _fail(path, key, "must be a list of single words or word beginnings",
+                    f"e.g. {example} (a phrase would match each of its words)")
+    return tuple(normalize_words(w)[0] for w in value)
 
 
 def _beginnings(path, key: str, raw, fix: str) -> tuple[str, ...]:
