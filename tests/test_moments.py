@@ -77,14 +77,26 @@ def test_the_reply_that_fits_the_nearest_moment_wins(tmp_path):
 
 
 def test_a_candidate_that_repeats_an_earlier_reply_loses(tmp_path):
-    config = MomentsConfig(file=str(write_chats(tmp_path / "m.jsonl", EXAMPLES)), neighbours=1)
+    config = MomentsConfig(file=str(write_chats(tmp_path / "m.jsonl", EXAMPLES)), neighbours=1, unknown_word_penalty=0.0)
     picker = MomentPicker(config, embedder=fixed_vocabulary_embedder(EXAMPLES))
     said = "La cinta de equipajes está al fondo."
     messages = [{"role": "user", "content": "¿Dónde recojo mi maleta?"}, {"role": "assistant", "content": said},
                 {"role": "user", "content": "¿Dónde recojo mi maleta?"}]
     assert picker.pick(messages, [said, "Otra cosa: está al fondo."]) == "Otra cosa: está al fondo."
-    assert MomentPicker(MomentsConfig(file=config.file, neighbours=1, repeat_penalty=0.0),
+    assert MomentPicker(MomentsConfig(file=config.file, neighbours=1, repeat_penalty=0.0, unknown_word_penalty=0.0),
                         embedder=fixed_vocabulary_embedder(EXAMPLES)).pick(messages, [said, "Otra cosa: está al fondo."]) == said
+
+
+def test_a_candidate_with_words_the_moments_never_say_loses(tmp_path):
+    config = MomentsConfig(file=str(write_chats(tmp_path / "m.jsonl", EXAMPLES)), neighbours=1, unknown_word_penalty=0.0)
+    messages = [{"role": "user", "content": "¿Dónde recojo mi maleta?"}]
+    plain, garbled = "La cinta está al fondo.", "La cinta de equipajes está al fondo tarjillas."
+    assert MomentPicker(config, embedder=fixed_vocabulary_embedder(EXAMPLES)).pick(messages, [plain, garbled]) == garbled
+    config.unknown_word_penalty = MomentsConfig().unknown_word_penalty  # the default, 0.5
+    picker = MomentPicker(config, embedder=fixed_vocabulary_embedder(EXAMPLES))
+    assert picker.pick(messages, [plain, garbled]) == plain
+    scores = picker.scores(messages, [garbled, "La CINTA de equipajes está al fondo."])
+    assert scores[1] - scores[0] > 0.5  # one unknown word costs the penalty; case does not make a word unknown
 
 
 def test_candidates_are_the_greedy_reply_then_samples():
@@ -111,7 +123,8 @@ def test_a_persona_names_its_moments_beside_it(tmp_path):
     recipe.write_text("name: p\nmoments: outlines.jsonl\n", encoding="utf-8")
     assert parse_persona(recipe).moments.candidates == MomentsConfig().candidates
     for bad, message in (("moments: {candidates: 4}", "must be a file path"), ("moments: {file: o.jsonl, best: 2}", "unknown moments keys best"),
-                         ("moments: {file: o.jsonl, candidates: 0}", "candidates must be a whole number")):
+                         ("moments: {file: o.jsonl, candidates: 0}", "candidates must be a whole number"),
+                         ("moments: {file: o.jsonl, unknown_word_penalty: -1}", "unknown_word_penalty must be a number")):
         recipe.write_text(f"name: p\n{bad}\n", encoding="utf-8")
         with pytest.raises(PersonaError, match=message):
             parse_persona(recipe)

@@ -8,12 +8,17 @@ taught on (chat JSONL, e.g. the `synth --scripted-agent` outlines) say what foll
 whose user line is most similar (sentence embeddings, the notebook's bundled MiniLM) and keeps the candidate most
 similar to one of their replies. A candidate that says again what the persona already said in this
 conversation loses `repeat_penalty` per unit of similarity above 0.8: small models loop, and the moments
-alone cannot see that. The greedy reply is always a candidate, so the persona's usual answer wins ties.
+alone cannot see that. A candidate also loses `unknown_word_penalty` per word no reply of the moments uses:
+a garbled sample ("Las tarjillas son al fondo", "10.0800 euros") can sit close to a fitting reply in embedding
+space, but its made-up words are not in what the persona was taught to say (on 660 read turns, 29% of the
+replies read out of role had such a word against 3% of those read in role). The greedy reply is always a
+candidate, so the persona's usual answer wins ties.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -23,6 +28,7 @@ import numpy as np
 from lorebook.errors import InputError, PersonaError
 
 REPEAT_FLOOR = 0.8  # below this cosine two turns of one conversation are different things said
+WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -38,6 +44,8 @@ class MomentsConfig:
         "help": "moments, by similarity of their user line, a reply is compared with"})
     repeat_penalty: float = field(default=5.0, metadata={
         "help": "score lost per unit of similarity above 0.8 to an earlier reply"})
+    unknown_word_penalty: float = field(default=0.5, metadata={
+        "help": "score lost per word of a reply that no reply of the moments uses (0: off)"})
 
     @classmethod
     def from_yaml(cls, value, source: str) -> MomentsConfig:
@@ -52,7 +60,7 @@ class MomentsConfig:
             raise PersonaError(f"persona {source}: unknown moments keys {', '.join(unknown)}",
                                "allowed: " + ", ".join(cls.__dataclass_fields__))
         for name, whole in (("candidates", True), ("neighbours", True), ("temperature", False),
-                            ("repeat_penalty", False)):
+                            ("repeat_penalty", False), ("unknown_word_penalty", False)):
             value = data.get(name, 1)
             kind = int if whole else (int, float)
             if not isinstance(value, kind) or isinstance(value, bool) or value < (1 if whole else 0):
@@ -103,9 +111,11 @@ class MomentPicker:
         pairs = read_moments(config.file)
         self.user_vectors = self.embedder.embed([user for user, _ in pairs])
         self.reply_vectors = self.embedder.embed([reply for _, reply in pairs])
+        self.vocabulary = {word for _, reply in pairs for word in words(reply)}
 
     def scores(self, messages: list[dict], candidates: list[str]) -> np.ndarray:
-        """One score per candidate: best similarity to a neighbour moment's reply, less the repeat penalty."""
+        """One score per candidate: best similarity to a neighbour moment's reply, less the repeat and unknown
+        word penalties."""
         heard = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         said = [m["content"] for m in messages if m["role"] == "assistant"]
         vectors = self.embedder.embed([heard, *candidates, *said])
@@ -116,11 +126,19 @@ class MomentPicker:
         if len(said_vectors):
             echo = (candidate_vectors @ said_vectors.T).max(axis=1)
             fit = fit - self.config.repeat_penalty * np.clip(echo - REPEAT_FLOOR, 0.0, None)
+        if self.config.unknown_word_penalty:
+            unknown = [sum(word not in self.vocabulary for word in words(text)) for text in candidates]
+            fit = fit - self.config.unknown_word_penalty * np.array(unknown, dtype=float)
         return fit - np.array([0.0 if text.strip() else 10.0 for text in candidates])
 
     def pick(self, messages: list[dict], candidates: list[str]) -> str:
         """The best candidate; the first (greedy) one on ties."""
         return candidates[int(np.argmax(self.scores(messages, candidates)))]
+
+
+def words(text: str) -> list[str]:
+    """The lowercased words of a line ("10.000" is two: numbers are checked piece by piece)."""
+    return WORD.findall(text.lower())
 
 
 _pickers: dict[tuple, MomentPicker] = {}
@@ -131,7 +149,7 @@ def picker_for(config: MomentsConfig) -> MomentPicker:
     is read again."""
     path = Path(config.file)
     changed = path.stat().st_mtime_ns if path.exists() else 0
-    key = (str(path), changed, config.neighbours, config.repeat_penalty)
+    key = (str(path), changed, config.neighbours, config.repeat_penalty, config.unknown_word_penalty)
     if key not in _pickers:
         _pickers[key] = MomentPicker(config)
     return _pickers[key]
