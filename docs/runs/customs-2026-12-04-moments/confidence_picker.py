@@ -6,7 +6,7 @@ torch model (one padded forward pass per turn). Runs `lorebook eval persona` wit
     python confidence_picker.py 0.3 picks.jsonl eval persona --persona P.yaml --scenario … -o eval.json
 
 and writes every turn's candidates, fits, confidences and both picks to picks.jsonl. Read blind it gave 44 and
-47 of 60 in role (customs-es7, customs-es7b) against 45 and 45 for moments alone (README, "Best of six").
+47 of 60 in role (customs-es7, customs-es7b) against 45 and 45 for moments alone (docs/customs-officer.md, "Best of six").
 """
 
 import json
