@@ -1,11 +1,16 @@
-"""split.py MERGED.labels.jsonl A.json B.json ...: each input's labels (by row label) into A.labels.jsonl, ..."""
-import json, sys
+"""`python split.py MERGED.labels.jsonl A.json B.json …`: the labels of a merged reading put back beside each
+input as A.labels.jsonl (by row label; a label's key hashes its row, conversation, turn and reply, so it holds)."""
+
+import json
+import sys
 from pathlib import Path
-merged, *ins = sys.argv[1:]
-labels = [json.loads(l) for l in open(merged)]
-for p in ins:
-    p = Path(p)
-    rows = {r["label"] for r in json.load(open(p))["rows"]}
-    mine = [l for l in labels if l["row"] in rows]
-    p.with_name(f"{p.stem}.labels.jsonl").write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in mine))
-    print(p, len(mine), sum(l["in_role"] for l in mine))
+
+merged, *inputs = sys.argv[1:]
+labels = [json.loads(line) for line in Path(merged).read_text(encoding="utf-8").splitlines()]
+for name in inputs:
+    path = Path(name)
+    rows = {row["label"] for row in json.loads(Path(path).read_text(encoding="utf-8"))["rows"]}
+    mine = [label for label in labels if label["row"] in rows]
+    path.with_name(f"{path.stem}.labels.jsonl").write_text(
+        "".join(json.dumps(label, ensure_ascii=False) + "\n" for label in mine), encoding="utf-8")
+    print(path, len(mine), "labels,", sum(label["in_role"] for label in mine), "in role")
