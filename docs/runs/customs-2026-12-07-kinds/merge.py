@@ -5,7 +5,9 @@ import json
 import sys
 from pathlib import Path
 
+from lorebook.synth.labels import read_evaluation
+
 out, *inputs = sys.argv[1:]
-merged = json.loads(Path(inputs[0]).read_text(encoding="utf-8"))
-merged["rows"] = [row for path in inputs for row in json.loads(Path(path).read_text(encoding="utf-8"))["rows"]]
+merged = read_evaluation(inputs[0])
+merged["rows"] = [row for path in inputs for row in read_evaluation(path)["rows"]]
 Path(out).write_text(json.dumps(merged, ensure_ascii=False), encoding="utf-8")

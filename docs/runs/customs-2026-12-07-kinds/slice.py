@@ -5,8 +5,10 @@ import json
 import sys
 from pathlib import Path
 
+from lorebook.synth.labels import read_evaluation
+
 source, out, start, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-evaluation = json.loads(Path(source).read_text(encoding="utf-8"))
+evaluation = read_evaluation(source)
 for row in evaluation["rows"]:
     row["conversations"] = row["conversations"][start:end]
     row.pop("metrics", None)

@@ -5,11 +5,13 @@ import json
 import sys
 from pathlib import Path
 
+from lorebook.synth.labels import read_evaluation, read_labels
+
 merged, *inputs = sys.argv[1:]
-labels = [json.loads(line) for line in Path(merged).read_text(encoding="utf-8").splitlines()]
+labels = list(read_labels(merged).values())
 for name in inputs:
     path = Path(name)
-    rows = {row["label"] for row in json.loads(Path(path).read_text(encoding="utf-8"))["rows"]}
+    rows = {row["label"] for row in read_evaluation(path)["rows"]}
     mine = [label for label in labels if label["row"] in rows]
     path.with_name(f"{path.stem}.labels.jsonl").write_text(
         "".join(json.dumps(label, ensure_ascii=False) + "\n" for label in mine), encoding="utf-8")
