@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from lorebook.cli.main import app
 
 runner = CliRunner()
+EXAMPLE_SCENARIO = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
 
 
 def run(*args, input=None):
@@ -56,6 +58,8 @@ def test_no_log_leaves_the_log_empty(tiny_model_dir):
         (["ask", "hi", "-a", "no-such-adapter"], "adapter 'no-such-adapter' not found"),
         (["ask", "hi", "--engine", "warp"], "unknown engine 'warp'"),
         (["logs", "show", "999"], "no conversation with id 999"),
+        (["eval", "persona", "-p", "customs-agent-es", "--scenario", str(EXAMPLE_SCENARIO), "--scripts",
+          "no-such-scripts.yaml"], "scripts file no-such-scripts.yaml does not exist"),
     ],
 )
 def test_bad_input_gives_one_line_error(args, message):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lorebook.errors import InputError
 from lorebook.synth.persona_eval import (
     PersonaEvalConfig,
     Subject,
@@ -18,7 +19,7 @@ from lorebook.synth.persona_eval import (
     score_conversations,
     scripts,
 )
-from lorebook.synth.scenario import load_scenario
+from lorebook.synth.scenario import load_scenario, load_scripts
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "customs-checkpoint-es.yaml"
 
@@ -107,6 +108,21 @@ def test_scripts_cycle_to_the_requested_size():
     assert lines[0][10] == scenario.script[0][0] and lines[len(scenario.script)] == lines[0]
 
 
+def test_scripts_from_their_own_file_and_bad_ones_are_refused(tmp_path):
+    alone = tmp_path / "fresh.yaml"
+    alone.write_text("script:\n  - [Hola., Llevo peras.]\n  - [Buenas., Traigo ginebra., Adiós.]\n")
+    assert load_scripts(alone) == [["Hola.", "Llevo peras."], ["Buenas.", "Traigo ginebra.", "Adiós."]]
+    assert load_scripts(EXAMPLE) == load_scenario(EXAMPLE).script  # a scenario's eval.script reads too
+    for text, named in (("script: [Hola.]\n", "must be a list of scripts"), ("script: []\n", "at least one"),
+                        ("script: [[Hola.], []]\n", "none of them empty"), ("lines: [[Hola.]]\n", "no script:"),
+                        ("script: [[Hola.]\n", "not valid UTF-8 YAML")):
+        alone.write_text(text)
+        with pytest.raises(InputError, match=named):
+            load_scripts(alone)
+    with pytest.raises(InputError, match="does not exist"):
+        load_scripts(tmp_path / "missing.yaml")
+
+
 def test_perplexity_interval_from_token_totals():
     import math
 
@@ -159,6 +175,15 @@ def test_run_compares_untuned_and_tuned(tmp_path):
     assert base["metrics"]["in_character"]["value"] == 0 and tuned["metrics"]["in_character"]["value"] == 1
     assert tuned["metrics"]["chrf"]["value"] > base["metrics"]["chrf"]["value"]
     assert len(tuned["conversations"]) == 2 and len(tuned["conversations"][0]) == 1 + 2 * 3
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text("script:\n  - [Traigo unas peras., Y un melón., Adiós.]\n")
+    result = run_persona_eval(
+        PersonaEvalConfig(persona="officer-tuned", scenario=str(EXAMPLE), scripts=str(fresh), turns=3,
+                          baseline=False),
+        progress=False, engine_loader=lambda subject: engines[tuple(subject.adapters)])
+    (chat_,) = result["rows"][0]["conversations"]
+    assert [m["content"] for m in chat_ if m["role"] == "user"] == ["Traigo unas peras.", "Y un melón.", "Adiós."]
+    assert result["scripts"] == str(fresh)
 
 
 def test_option_overrides_the_personas_sampling_and_bad_ones_are_refused():

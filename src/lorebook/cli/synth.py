@@ -128,6 +128,7 @@ def persona_table(result: dict):
 def persona_eval_command(
     persona: str = typer.Option(..., "--persona", "-p", help=EVAL_HELP["persona"]),
     scenario: Path = typer.Option(..., "--scenario", help=EVAL_HELP["scenario"]),
+    scripts_path: Path = typer.Option(None, "--scripts", help=EVAL_HELP["scripts"]),
     adapter: list[str] = typer.Option([], "--adapter", "-a", help=EVAL_HELP["adapters"]),
     model: str = typer.Option(None, "--model", "-m", help=EVAL_HELP["model"]),
     references: Path = typer.Option(None, "--references", help=EVAL_HELP["references"]),
@@ -146,7 +147,8 @@ def persona_eval_command(
     (and, with --judge, whether an LLM judge finds each reply in role)."""
     from lorebook.synth.persona_eval import run_persona_eval
 
-    config = PersonaEvalConfig(persona=persona, scenario=str(scenario), adapters=list(adapter), model=model,
+    config = PersonaEvalConfig(persona=persona, scenario=str(scenario),
+                               scripts=str(scripts_path) if scripts_path else None, adapters=list(adapter), model=model,
                                references=str(references) if references else None, conversations=conversations,
                                turns=turns, max_tokens=max_tokens, options=list(option), baseline=baseline,
                                moments=moments, judge=judge)

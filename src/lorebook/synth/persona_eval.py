@@ -1,13 +1,13 @@
 """Persona evaluation: simulated conversations against a scripted traveller, base vs tuned.
 
 `lorebook eval --persona customs-agent-es --scenario examples/customs-checkpoint-es.yaml` plays each of
-the scenario's scripted travellers (ten lines each) against the persona, one agent reply per line,
-all conversations batched and decoded greedily (the persona's repetition penalty kept) so runs are
-reproducible. Per agent turn: is it in the scenario's language, is it in character (no AI admission
-or role break, not empty or looping, not speaking as the traveller, not parroting the traveller's line,
-not saying again what it said earlier in the conversation). With held-out reference
-conversations (e.g. the tail of a `lorebook synth` file the adapter was not trained on): chrF of
-the persona's reply against the reference reply given the reference history (sacrebleu), and the
+the scenario's scripted travellers (ten lines each; `--scripts FILE` plays others written later against the
+same scenario) against the persona, one agent reply per line, all conversations batched and decoded greedily
+(the persona's repetition penalty kept) so runs are reproducible. Per agent turn: is it in the scenario's
+language, is it in character (no AI admission or role break, not empty or looping, not speaking as the
+traveller, not parroting the traveller's line, not saying again what it said earlier in the conversation).
+With held-out reference conversations (e.g. the tail of a `lorebook synth` file the adapter was not trained
+on): chrF of the persona's reply against the reference reply given the reference history (sacrebleu), and the
 perplexity of the reference agent turns. The same persona without its adapters is the baseline.
 
 The rule-based in-character check only sees explicit breaks; fluent nonsense passes it. When the scenario
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -32,7 +32,7 @@ from lorebook.errors import InputError
 from lorebook.evaluate.behaviour import is_degenerate
 from lorebook.evaluate.stats import bootstrap_mean, share
 from lorebook.synth.dialogue import LABEL
-from lorebook.synth.scenario import load_scenario
+from lorebook.synth.scenario import load_scenario, load_scripts
 from lorebook.synth.topics import begins_any, check_topics, normalize_words, on_topic
 
 TRAVELLER_LABELS = ("viajero", "viajera", "traveller", "traveler", "user")
@@ -52,6 +52,8 @@ class PersonaEvalConfig:
 
     persona: str = field(default="customs-agent-es", metadata={"help": "persona to evaluate (model, adapters, prompt)"})
     scenario: str = field(default="examples/customs-checkpoint-es.yaml", metadata={"help": "scenario with eval.script"})
+    scripts: str | None = field(default=None, metadata={
+        "help": "YAML file of other scripted travellers (script: [[line, …], …]) played instead of the scenario's"})
     adapters: list[str] = field(default_factory=list, metadata={"help": "extra LoRA adapters on top of the persona's"})
     model: str | None = field(default=None, metadata={"help": "model instead of the persona's"})
     references: str | None = field(default=None, metadata={"help": "held-out chat JSONL for chrF and perplexity"})
@@ -311,6 +313,8 @@ def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_lo
 
     `judge`: an evaluate.judge.Judge to use instead of loading `config.judge` (tests pass a fake one)."""
     scenario = load_scenario(config.scenario)
+    if config.scripts:
+        scenario = replace(scenario, script=load_scripts(config.scripts))
     if config.turns < 1 or config.max_tokens < 1 or config.conversations < 0:
         raise InputError("--turns and --max-tokens must be positive", "e.g. --turns 10 --max-tokens 48")
     lines = scripts(scenario, config.conversations, config.turns)
@@ -328,7 +332,7 @@ def run_persona_eval(config: PersonaEvalConfig, progress: bool = True, engine_lo
                      "metrics": metrics, "conversations": chats})
         del engine
     result = {"scenario": scenario.name, "language": scenario.language, "persona": config.persona,
-              "turns": config.turns, "references": config.references, "rows": rows}
+              "scripts": config.scripts, "turns": config.turns, "references": config.references, "rows": rows}
     if scenario.agent.topics and scenario.judge_check:
         result["topic_check"] = check_topics(scenario.agent.topics, scenario.judge_check)
     if judge is not None or config.judge:  # loaded after the subjects: one model in memory at a time

@@ -272,12 +272,42 @@ def load_scenario(path) -> Scenario:
             raise _fail(path, f"sampling.{name}", "must be a range [low, high] with 0 ≤ low ≤ high",
                         f"e.g. {name}: {default}")
         sampling[name] = (float(bounds[0]), float(bounds[1]))
-    script = (data.get("eval") or {}).get("script") or []
-    if not isinstance(script, list) or not all(isinstance(s, list) and all(isinstance(t, str) for t in s) for s in script):
-        raise _fail(path, "eval.script", "must be a list of scripts (lists of traveller lines)",
-                    "e.g. script: [[Buenos días., Vengo de vacaciones.]]")
+    script = _scripts(path, "eval.script", (data.get("eval") or {}).get("script") or [])
     return Scenario(str(data.get("name") or path.stem), language, opening, agent, traveller, attributes,
                     sampling, script, str(data.get("description") or ""), str(path), _judge_check(path, data))
+
+
+def _scripts(path, key: str, script) -> list[list[str]]:
+    """A list of scripts, each a list of the other side's lines."""
+    if not isinstance(script, list) or not all(isinstance(s, list) and all(isinstance(t, str) for t in s) for s in script):
+        raise _fail(path, key, "must be a list of scripts (lists of traveller lines)",
+                    "e.g. script: [[Buenos días., Vengo de vacaciones.]]")
+    return script
+
+
+def load_scripts(path) -> list[list[str]]:
+    """Scripted traveller lines kept apart from a scenario (`eval persona --scripts`): a YAML file whose
+    `script:` (or a scenario's `eval: {script: …}`) lists the scripts, so new travellers can be written for a
+    scenario without copying it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"scripts file {path} does not exist", "check the path; it holds script: [[line, …], …]")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise InputError(f"scripts file {path} is not valid UTF-8 YAML", "fix the YAML syntax") from None
+    if isinstance(data, dict) and "script" in data:
+        script, key = data["script"], "script"
+    elif isinstance(data, dict) and isinstance(data.get("eval"), dict) and "script" in data["eval"]:
+        script, key = data["eval"]["script"], "eval.script"
+    else:
+        raise InputError(f"scripts file {path} has no script: list",
+                         "write script: [[Buenos días., Vengo de vacaciones.], …]")
+    script = _scripts(path, key, script)
+    if not script or not all(script):
+        raise _fail(path, key, "needs at least one script, none of them empty",
+                    "e.g. script: [[Buenos días., Vengo de vacaciones.]]")
+    return script
 
 
 def _judge_check(path, data: dict) -> dict[str, list[tuple[str, str]]]:
