@@ -99,6 +99,45 @@ def test_a_candidate_with_words_the_moments_never_say_loses(tmp_path):
     assert scores[1] - scores[0] > 0.5  # one unknown word costs the penalty; case does not make a word unknown
 
 
+def write_conversations(path, conversations):
+    """Chat JSONL of whole conversations, each a list of lines alternating user, assistant."""
+    with path.open("w", encoding="utf-8") as out:
+        for lines in conversations:
+            messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i, text in enumerate(lines)]
+            out.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+    return path
+
+
+def test_with_a_context_weight_the_personas_line_before_picks_the_moments(tmp_path):
+    """The same traveller line is answered by the next question after "motivo del viaje" and by the way out
+    once the declaration was asked; the user line alone sends both to the first outline's reply."""
+    outlines = [["buenas", "motivo del viaje", "vengo de vacaciones", "lleva algo que declarar"],
+                ["buenas", "lleva algo que declarar", "vengo de vacaciones y nada mas", "bienvenido puede pasar"]]
+    path = write_conversations(tmp_path / "m.jsonl", outlines)
+    assert read_moments(path, with_before=True) == [
+        ("buenas", "motivo del viaje", ""), ("vengo de vacaciones", "lleva algo que declarar", "motivo del viaje"),
+        ("buenas", "lleva algo que declarar", ""),
+        ("vengo de vacaciones y nada mas", "bienvenido puede pasar", "lleva algo que declarar")]
+    examples = [(line, line) for lines in outlines for line in lines]
+    declared = [{"role": "user", "content": "buenas"}, {"role": "assistant", "content": "lleva algo que declarar"},
+                {"role": "user", "content": "vengo de vacaciones"}]
+    asked = [*declared[:1], {"role": "assistant", "content": "motivo del viaje"}, declared[2]]
+    candidates = ["lleva algo que declarar", "bienvenido puede pasar"]
+
+    def picker(weight):
+        config = MomentsConfig(file=str(path), neighbours=1, repeat_penalty=0.0, context_weight=weight)
+        return MomentPicker(config, embedder=fixed_vocabulary_embedder(examples))
+
+    assert picker(0.0).pick(declared, candidates) == candidates[0]
+    assert picker(1.0).pick(declared, candidates) == candidates[1]
+    assert picker(1.0).pick(asked, candidates) == candidates[0]
+    opening = [{"role": "user", "content": "vengo de vacaciones"}]  # no line before: like the outlines' openings
+    weighted = picker(1.0)
+    heard = weighted.embedder.embed(["vengo de vacaciones"])[0]
+    added = weighted.closeness(opening, heard) - weighted.user_vectors @ heard
+    assert added.tolist() == pytest.approx([1.0, 0.0, 1.0, 0.0])
+
+
 def test_candidates_are_the_greedy_reply_then_samples():
     calls = []
 
@@ -124,7 +163,8 @@ def test_a_persona_names_its_moments_beside_it(tmp_path):
     assert parse_persona(recipe).moments.candidates == MomentsConfig().candidates
     for bad, message in (("moments: {candidates: 4}", "must be a file path"), ("moments: {file: o.jsonl, best: 2}", "unknown moments keys best"),
                          ("moments: {file: o.jsonl, candidates: 0}", "candidates must be a whole number"),
-                         ("moments: {file: o.jsonl, unknown_word_penalty: -1}", "unknown_word_penalty must be a number")):
+                         ("moments: {file: o.jsonl, unknown_word_penalty: -1}", "unknown_word_penalty must be a number"),
+                         ("moments: {file: o.jsonl, context_weight: high}", "context_weight must be a number")):
         recipe.write_text(f"name: p\n{bad}\n", encoding="utf-8")
         with pytest.raises(PersonaError, match=message):
             parse_persona(recipe)

@@ -9,7 +9,15 @@ from typer.testing import CliRunner
 
 from lorebook.cli.main import app
 from lorebook.errors import InputError
-from lorebook.synth.labels import add_label, agent_turns, read_evaluation, read_labels, summarize, to_label
+from lorebook.synth.labels import (
+    add_label,
+    agent_turns,
+    read_evaluation,
+    read_labels,
+    read_rule,
+    summarize,
+    to_label,
+)
 
 
 def evaluation(tmp_path, tuned_reply="Su pasaporte, por favor."):
@@ -66,6 +74,29 @@ def test_cli_resumes_and_prints_the_counts(tmp_path):
     assert "6 replies to read (2 labelled before" in second.output
     summary = json.loads(runner.invoke(app, ["eval", "label", str(path), "--summary", "--json"]).output)
     assert summary["base"]["in_role"]["n"] + summary["tuned"]["in_role"]["n"] == 8
+
+
+def test_a_written_rule_is_shown_and_kept_with_each_label(tmp_path):
+    path = evaluation(tmp_path)
+    rule = tmp_path / "rule.md"
+    rule.write_text("In role: what an officer says at that point.\nOut: an admission before the declaration.\n")
+    runner = CliRunner()
+    first = runner.invoke(app, ["eval", "label", str(path), "--rule", str(rule)], input="y\nn\nq\n")
+    assert first.exit_code == 0, first.output
+    assert "Out: an admission before the declaration." in first.output.split("REPLY")[0]
+    text, digest = read_rule(rule)
+    assert text.endswith("declaration.") and len(digest) == 12
+    assert [label.get("rule") for label in read_labels(tmp_path / "eval.labels.jsonl").values()] == [digest] * 2
+    second = runner.invoke(app, ["eval", "label", str(path)], input="y\n" * 6)  # the rest, read with no rule
+    assert f"read under 2 rules ({digest}, none" in second.output
+    summary = json.loads(runner.invoke(app, ["eval", "label", str(path), "--summary", "--json"]).output)
+    assert sum(counts["rules"].get(digest, 0) for counts in summary.values()) == 2
+    assert sum(counts["rules"].get("none", 0) for counts in summary.values()) == 6
+    rule.write_text("  \n")
+    empty = runner.invoke(app, ["eval", "label", str(path), "--rule", str(rule)])
+    assert empty.exit_code != 0 and "is empty" in empty.output
+    with pytest.raises(InputError, match="does not exist"):
+        read_rule(tmp_path / "missing.md")
 
 
 def test_bad_files_get_one_line_errors(tmp_path):

@@ -11,8 +11,12 @@ conversation loses `repeat_penalty` per unit of similarity above 0.8: small mode
 alone cannot see that. A candidate also loses `unknown_word_penalty` per word no reply of the moments uses:
 a garbled sample ("Las tarjillas son al fondo", "10.0800 euros") can sit close to a fitting reply in embedding
 space, but its made-up words are not in what the persona was taught to say (on 660 read turns, 29% of the
-replies read out of role had such a word against 3% of those read in role). The greedy reply is always a
-candidate, so the persona's usual answer wins ties.
+replies read out of role had such a word against 3% of those read in role). With `context_weight`, the
+neighbours are ranked by the user line plus that weight times the similarity of the persona's own line before
+it: "Vengo de vacaciones" is answered "¿Lleva algo que declarar?" after "¿Motivo del viaje?" but "Bienvenido a
+España" when the declaration came first, and the user line alone cannot tell those moments apart (on 1620 read
+turns, the AUC of the picker's score against the reading rose from 0.735 to 0.773 with 0.5). The greedy reply is
+always a candidate, so the persona's usual answer wins ties.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class MomentsConfig:
         "help": "score lost per unit of similarity above 0.8 to an earlier reply"})
     unknown_word_penalty: float = field(default=0.5, metadata={
         "help": "score lost per word of a reply that no reply of the moments uses (0: off)"})
+    context_weight: float = field(default=0.0, metadata={
+        "help": "weight of the persona's previous line when ranking moments by similarity (0: the user line only)"})
 
     @classmethod
     def from_yaml(cls, value, source: str) -> MomentsConfig:
@@ -60,7 +66,7 @@ class MomentsConfig:
             raise PersonaError(f"persona {source}: unknown moments keys {', '.join(unknown)}",
                                "allowed: " + ", ".join(cls.__dataclass_fields__))
         for name, whole in (("candidates", True), ("neighbours", True), ("temperature", False),
-                            ("repeat_penalty", False), ("unknown_word_penalty", False)):
+                            ("repeat_penalty", False), ("unknown_word_penalty", False), ("context_weight", False)):
             value = data.get(name, 1)
             kind = int if whole else (int, float)
             if not isinstance(value, kind) or isinstance(value, bool) or value < (1 if whole else 0):
@@ -75,13 +81,14 @@ class MomentsConfig:
         return config
 
 
-def read_moments(path: str | Path) -> list[tuple[str, str]]:
-    """Distinct (user line, assistant reply) pairs of a chat JSONL file, in file order."""
+def read_moments(path: str | Path, with_before: bool = False) -> list[tuple[str, ...]]:
+    """Distinct (user line, assistant reply) pairs of a chat JSONL file, in file order; `with_before`: distinct
+    (user line, reply, the assistant's line before the user line or '') triples."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"moments file {path} does not exist",
                          "point moments: at a chat JSONL file (e.g. synth output)")
-    pairs: dict[tuple[str, str], None] = {}
+    pairs: dict[tuple[str, ...], None] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -91,9 +98,12 @@ def read_moments(path: str | Path) -> list[tuple[str, str]]:
         except (ValueError, KeyError, TypeError):
             raise InputError(f"{path}:{number} is not a chat JSONL line",
                              'each line needs {"messages": [{"role", "content"}, …]}') from None
+        before = ""
         for (role, text), (next_role, reply) in pairwise(roles):
             if role == "user" and next_role == "assistant" and text.strip() and reply.strip():
-                pairs[(text.strip(), reply.strip())] = None
+                pairs[(text.strip(), reply.strip(), before)[: 3 if with_before else 2]] = None
+            if role == "assistant":
+                before = text.strip()
     if not pairs:
         raise InputError(f"moments file {path} has no user line followed by a reply",
                          "use chat JSONL conversations")
@@ -108,10 +118,26 @@ class MomentPicker:
 
         self.config = config
         self.embedder = embedder or Embedder()
-        pairs = read_moments(config.file)
-        self.user_vectors = self.embedder.embed([user for user, _ in pairs])
-        self.reply_vectors = self.embedder.embed([reply for _, reply in pairs])
-        self.vocabulary = {word for _, reply in pairs for word in words(reply)}
+        found = read_moments(config.file, with_before=bool(config.context_weight))
+        self.user_vectors = self.embedder.embed([moment[0] for moment in found])
+        self.reply_vectors = self.embedder.embed([moment[1] for moment in found])
+        self.vocabulary = {word for moment in found for word in words(moment[1])}
+        if config.context_weight:
+            # A moment at the start of a conversation has no line before: a zero vector, similar to nothing.
+            self.opens = np.array([not moment[2] for moment in found])
+            before_vectors = self.embedder.embed([moment[2] or "-" for moment in found])
+            self.before_vectors = np.where(self.opens[:, None], 0.0, before_vectors)
+
+    def closeness(self, messages: list[dict], heard_vector: np.ndarray) -> np.ndarray:
+        """How close each moment is to this point of the conversation: its user line to the last one heard, plus
+        `context_weight` times its line before to the persona's line before that (1 for two openings)."""
+        closeness = self.user_vectors @ heard_vector
+        if not self.config.context_weight:
+            return closeness
+        heard_at = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
+        before = next((m["content"] for m in reversed(messages[:heard_at]) if m["role"] == "assistant"), "")
+        context = self.before_vectors @ self.embedder.embed([before])[0] if before else self.opens.astype(float)
+        return closeness + self.config.context_weight * context
 
     def scores(self, messages: list[dict], candidates: list[str]) -> np.ndarray:
         """One score per candidate: best similarity to a neighbour moment's reply, less the repeat and unknown
@@ -121,7 +147,7 @@ class MomentPicker:
         vectors = self.embedder.embed([heard, *candidates, *said])
         heard_vector, said_vectors = vectors[0], vectors[len(candidates) + 1:]
         candidate_vectors = vectors[1:len(candidates) + 1]
-        nearest = np.argsort(-(self.user_vectors @ heard_vector))[: self.config.neighbours]
+        nearest = np.argsort(-self.closeness(messages, heard_vector))[: self.config.neighbours]
         fit = (candidate_vectors @ self.reply_vectors[nearest].T).max(axis=1)
         if len(said_vectors):
             echo = (candidate_vectors @ said_vectors.T).max(axis=1)
@@ -149,7 +175,8 @@ def picker_for(config: MomentsConfig) -> MomentPicker:
     is read again."""
     path = Path(config.file)
     changed = path.stat().st_mtime_ns if path.exists() else 0
-    key = (str(path), changed, config.neighbours, config.repeat_penalty, config.unknown_word_penalty)
+    key = (str(path), changed, config.neighbours, config.repeat_penalty, config.unknown_word_penalty,
+           config.context_weight)
     if key not in _pickers:
         _pickers[key] = MomentPicker(config)
     return _pickers[key]

@@ -178,6 +178,8 @@ def label_command(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     weights_path: Path = typer.Option(None, "--weights", help="for a chat JSONL: write a copy with weight 0 on "
                                       "the turns labelled out of role, for `lorebook teach`"),
+    rule_path: Path = typer.Option(None, "--rule", help="text file of the reading rule: shown before the first "
+                                   "turn, its digest kept with each label"),
 ) -> None:
     """Read every agent turn of a persona evaluation, blind (rows shuffled together, names hidden), and say
     whether it is what the agent would say there; prints the share in role per row with 95% intervals.
@@ -189,10 +191,12 @@ def label_command(
         write_weighted,
         read_evaluation,
         read_labels,
+        read_rule,
         summarize,
         to_label,
     )
 
+    rule, digest = read_rule(rule_path) if rule_path else ("", "")
     turns = agent_turns(read_evaluation(evaluation_path))
     labels_path = labels_path or evaluation_path.with_name(f"{evaluation_path.stem}.labels.jsonl")
     labels = read_labels(labels_path)
@@ -200,6 +204,8 @@ def label_command(
     if pending:
         console.print(f"{len(pending)} replies to read ({len(labels)} labelled before, kept in {labels_path}). "
                       "Answer y (in role) or n, optionally followed by a note; s skips, q stops.", markup=False)
+        if rule:
+            console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
     for number, turn in enumerate(pending, 1):
         console.print(f"\n[{number}/{len(pending)}] agent turn {turn.turn}", markup=False)
         for message in turn.before[-context:] if context else []:
@@ -214,8 +220,8 @@ def label_command(
         if verdict.lower() == "q":
             break
         if verdict.lower() in VERDICTS:
-            add_label(labels_path, turn, VERDICTS[verdict.lower()], note.strip())
-            labels[turn.key] = {"in_role": VERDICTS[verdict.lower()]}
+            add_label(labels_path, turn, VERDICTS[verdict.lower()], note.strip(), digest)
+            labels[turn.key] = {"in_role": VERDICTS[verdict.lower()], **({"rule": digest} if digest else {})}
     summary = summarize(turns, labels)
     if pending:
         print()  # the last prompt's line
@@ -230,8 +236,13 @@ def label_command(
     for row, counts in summary.items():
         parts = [f"{name} {c['k']}/{c['n']}" + (f" ({100 * c['value']:.0f}% [{100 * c['ci'][0]:.0f}-"
                                                 f"{100 * c['ci'][1]:.0f}])" if c["n"] else "")
-                 for name, c in counts.items() if name != "unlabelled"]
+                 for name, c in counts.items() if name not in ("unlabelled", "rules")]
         console.print(f"{row}: " + "; ".join(parts) + f"; unlabelled {counts['unlabelled']}", markup=False)
+    rules = sorted({rule for counts in summary.values() for rule in counts["rules"]})
+    if len(rules) > 1:
+        console.print(f"these labels were read under {len(rules)} rules ({', '.join(rules)}; per row: "
+                      + "; ".join(f"{row} {counts['rules']}" for row, counts in summary.items())
+                      + "): counts read under different rules do not compare closely", markup=False)
 
 
 def register(app: typer.Typer) -> None:

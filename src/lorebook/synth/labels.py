@@ -10,6 +10,11 @@ A label is keyed by the row, the conversation, the turn and the reply's text, so
 changed a reply asks again for that reply only. `summarize` gives, per row, the share in role with a Wilson
 interval, and the same for the turns of each half of the conversations (early turns are easy; drift is late).
 
+A reader's standard drifts: the same replies, read blind on two days, were 53 and 47 of 60 in role. So the rule
+the reader applies can be written down (`eval label --rule RULE.md`): it is shown before the first turn, and
+each label keeps the first 12 hex digits of the rule's SHA-256, so the counts say which rule they were read
+under and a file whose labels were read under different rules says so.
+
 The same reading works on training data: `lorebook eval label convs.jsonl --weights curated.jsonl` shows the
 agent turns of a chat JSONL file (a `lorebook synth` output) and writes a copy with `"weight": 0` on the turns
 read as out of role, so `lorebook teach curated.jsonl` learns only from the turns a person accepted; the
@@ -22,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +112,25 @@ def to_label(turns: list[AgentTurn], labels: dict[str, dict], seed: int = 0) -> 
     return pending
 
 
-def add_label(path, turn: AgentTurn, in_role: bool, note: str = "") -> None:
-    """Append one label at once, so a stopped session loses nothing."""
+def read_rule(path) -> tuple[str, str]:
+    """A reading rule's text and its digest (the first 12 hex digits of its SHA-256)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise InputError(f"rule {path} does not exist", "write the reading rule in a text file first") from None
+    except UnicodeDecodeError:
+        raise InputError(f"rule {path} is not UTF-8 text", "save the rule as plain UTF-8 text") from None
+    if not text:
+        raise InputError(f"rule {path} is empty", "write what makes a reply in role, one case per line")
+    return text, hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def add_label(path, turn: AgentTurn, in_role: bool, note: str = "", rule: str = "") -> None:
+    """Append one label at once, so a stopped session loses nothing; `rule`: the digest of the rule read by."""
     record = {"key": turn.key, "row": turn.row, "conversation": turn.conversation, "turn": turn.turn,
-              "reply": turn.reply, "in_role": in_role, **({"note": note} if note else {})}
+              "reply": turn.reply, "in_role": in_role, **({"note": note} if note else {}),
+              **({"rule": rule} if rule else {})}
     with Path(path).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -154,7 +175,8 @@ def write_weighted(path, labels: dict[str, dict], out) -> dict[str, int]:
 
 
 def summarize(turns: list[AgentTurn], labels: dict[str, dict]) -> dict[str, dict]:
-    """Per row: share of labelled turns in role, overall and for the early and late halves of the turns."""
+    """Per row: share of labelled turns in role, overall and for the early and late halves of the turns, and
+    how many labels were read under each rule ("none": no rule given)."""
     rows: dict[str, list[AgentTurn]] = {}
     for turn in turns:
         rows.setdefault(turn.row, []).append(turn)
@@ -166,5 +188,6 @@ def summarize(turns: list[AgentTurn], labels: dict[str, dict]) -> dict[str, dict
         summary[row] = {"in_role": share([flag for _, flag in labelled]),
                         f"turns 1-{half}": share([flag for turn, flag in labelled if turn.turn <= half]),
                         f"turns {half + 1}-{last}": share([flag for turn, flag in labelled if turn.turn > half]),
-                        "unlabelled": len(row_turns) - len(labelled)}
+                        "unlabelled": len(row_turns) - len(labelled),
+                        "rules": dict(Counter(labels[turn.key].get("rule", "none") for turn, _ in labelled))}
     return summary
