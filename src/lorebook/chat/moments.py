@@ -15,7 +15,8 @@ replies read out of role had such a word against 3% of those read in role). With
 neighbours are ranked by the user line plus that weight times the similarity of the persona's own line before
 it: "Vengo de vacaciones" is answered "¿Lleva algo que declarar?" after "¿Motivo del viaje?" but "Bienvenido a
 España" when the declaration came first, and the user line alone cannot tell those moments apart (on 1620 read
-turns, the AUC of the picker's score against the reading rose from 0.735 to 0.773 with 0.5). The greedy reply is
+turns, the AUC of the picker's score against the reading rose from 0.720 to 0.773 with 0.5, but the picks of
+customs-es11 read 120 of 180 in role against 118 without it, so it is off by default). The greedy reply is
 always a candidate, so the persona's usual answer wins ties.
 """
 
