@@ -232,15 +232,20 @@ def _agenda(path, key: str, raw: dict, attributes: dict) -> list[AgendaStep]:
     return agenda
 
 
+def _read_yaml(path: Path, what: str, example: str):
+    """A YAML file's data, or a one-line error naming `what` it should have been."""
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist", f"check the path, e.g. {example}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise InputError(f"{what} {path} is not valid UTF-8 YAML", "fix the YAML syntax") from None
+
+
 def load_scenario(path) -> Scenario:
     """Read and validate a scenario YAML file."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"scenario {path} does not exist", "check the path, e.g. examples/customs-checkpoint-es.yaml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise InputError(f"scenario {path} is not valid UTF-8 YAML", "fix the YAML syntax") from None
+    data = _read_yaml(path, "scenario", "examples/customs-checkpoint-es.yaml")
     if not isinstance(data, dict):
         raise InputError(f"scenario {path} must be a YAML mapping", "start from examples/customs-checkpoint-es.yaml")
     unknown = sorted(set(data) - TOP_KEYS)
@@ -290,12 +295,7 @@ def load_scripts(path) -> list[list[str]]:
     `script:` (or a scenario's `eval: {script: …}`) lists the scripts, so new travellers can be written for a
     scenario without copying it."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"scripts file {path} does not exist", "check the path; it holds script: [[line, …], …]")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise InputError(f"scripts file {path} is not valid UTF-8 YAML", "fix the YAML syntax") from None
+    data = _read_yaml(path, "scripts file", "docs/runs/customs-2026-12-07-kinds/fresh4-scripts.yaml")
     if isinstance(data, dict) and "script" in data:
         script, key = data["script"], "script"
     elif isinstance(data, dict) and isinstance(data.get("eval"), dict) and "script" in data["eval"]:
