@@ -68,6 +68,11 @@ def test_cli_resumes_and_prints_the_counts(tmp_path):
     first = runner.invoke(app, ["eval", "label", str(path)], input="y\nn off topic\ns\nq\n")
     assert first.exit_code == 0, first.output
     assert "base" not in first.output.split("unlabelled")[0].split("REPLY")[0]  # blind: no row names while asking
+    second_turn = first.output.split("agent turn 2")[1].split("REPLY")[0]
+    assert "Buenos días." in second_turn and "Vengo de vacaciones." in second_turn  # the whole conversation
+    short = runner.invoke(app, ["eval", "label", str(path), "--context", "1"], input="s\n" * 6)  # shows all six
+    shown = [block.split("REPLY")[0] for block in short.output.split("agent turn 2")[1:]]
+    assert shown and all("Vengo de vacaciones." in lines and "Buenos días." not in lines for lines in shown)
     saved = [json.loads(line) for line in (tmp_path / "eval.labels.jsonl").read_text().splitlines()]
     assert [r["in_role"] for r in saved] == [True, False] and saved[1]["note"] == "off topic"
     second = runner.invoke(app, ["eval", "label", str(path)], input="y\n" * 6)

@@ -172,7 +172,8 @@ def label_command(
     evaluation_path: Path = typer.Argument(..., help="the -o file of `lorebook eval persona`, or a chat JSONL "
                                            "file (training data, e.g. `lorebook synth` output)"),
     labels_path: Path = typer.Option(None, "--labels", help="where labels are kept (default: EVAL.labels.jsonl)"),
-    context: int = typer.Option(3, "--context", help="lines shown before each reply"),
+    context: int = typer.Option(0, "--context", help="lines shown before each reply (0: the whole conversation, "
+                                "which a rule such as 'no admission before the declaration' needs)"),
     seed: int = typer.Option(0, "--seed", help="seed of the blind order"),
     summary_only: bool = typer.Option(False, "--summary", help="print the counts of the labels so far; ask nothing"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
@@ -208,7 +209,7 @@ def label_command(
             console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
     for number, turn in enumerate(pending, 1):
         console.print(f"\n[{number}/{len(pending)}] agent turn {turn.turn}", markup=False)
-        for message in turn.before[-context:] if context else []:
+        for message in turn.before[-context:] if context else turn.before:
             who = "agent" if message["role"] == "assistant" else "traveller"
             console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
         console.print(f"  {'REPLY':>9}: {' '.join(turn.reply.split())}", markup=False)
