@@ -189,12 +189,12 @@ def label_command(
         VERDICTS,
         add_label,
         agent_turns,
-        write_weighted,
         read_evaluation,
         read_labels,
         read_rule,
         summarize,
         to_label,
+        write_weighted,
     )
 
     rule, digest = read_rule(rule_path) if rule_path else ("", "")
