@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -9,15 +10,7 @@ from typer.testing import CliRunner
 
 from lorebook.cli.main import app
 from lorebook.errors import InputError
-from lorebook.synth.labels import (
-    add_label,
-    agent_turns,
-    read_evaluation,
-    read_labels,
-    read_rule,
-    summarize,
-    to_label,
-)
+from lorebook.synth.labels import add_label, agent_turns, read_evaluation, read_labels, summarize, to_label
 
 
 def evaluation(tmp_path, tuned_reply="Su pasaporte, por favor."):
@@ -89,8 +82,7 @@ def test_a_written_rule_is_shown_and_kept_with_each_label(tmp_path):
     first = runner.invoke(app, ["eval", "label", str(path), "--rule", str(rule)], input="y\nn\nq\n")
     assert first.exit_code == 0, first.output
     assert "Out: an admission before the declaration." in first.output.split("REPLY")[0]
-    text, digest = read_rule(rule)
-    assert text.endswith("declaration.") and len(digest) == 12
+    digest = hashlib.sha256(rule.read_text().strip().encode()).hexdigest()[:12]
     assert [label.get("rule") for label in read_labels(tmp_path / "eval.labels.jsonl").values()] == [digest] * 2
     second = runner.invoke(app, ["eval", "label", str(path)], input="y\n" * 6)  # the rest, read with no rule
     assert f"read under 2 rules ({digest}, none" in second.output
@@ -100,8 +92,8 @@ def test_a_written_rule_is_shown_and_kept_with_each_label(tmp_path):
     rule.write_text("  \n")
     empty = runner.invoke(app, ["eval", "label", str(path), "--rule", str(rule)])
     assert empty.exit_code != 0 and "is empty" in empty.output
-    with pytest.raises(InputError, match="does not exist"):
-        read_rule(tmp_path / "missing.md")
+    missing = runner.invoke(app, ["eval", "label", str(path), "--rule", str(tmp_path / "missing.md")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
 
 
 def test_bad_files_get_one_line_errors(tmp_path):
