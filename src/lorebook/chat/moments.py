@@ -129,15 +129,14 @@ class MomentPicker:
             before_vectors = self.embedder.embed([moment[2] or "-" for moment in found])
             self.before_vectors = np.where(self.opens[:, None], 0.0, before_vectors)
 
-    def closeness(self, messages: list[dict], heard_vector: np.ndarray) -> np.ndarray:
+    def closeness(self, heard_vector: np.ndarray, before_vector: np.ndarray | None = None) -> np.ndarray:
         """How close each moment is to this point of the conversation: its user line to the last one heard, plus
-        `context_weight` times its line before to the persona's line before that (1 for two openings)."""
+        `context_weight` times its line before to the persona's line before that (`before_vector`; None at an
+        opening, which is 1 away from the outlines' openings)."""
         closeness = self.user_vectors @ heard_vector
         if not self.config.context_weight:
             return closeness
-        heard_at = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
-        before = next((m["content"] for m in reversed(messages[:heard_at]) if m["role"] == "assistant"), "")
-        context = self.before_vectors @ self.embedder.embed([before])[0] if before else self.opens.astype(float)
+        context = self.before_vectors @ before_vector if before_vector is not None else self.opens.astype(float)
         return closeness + self.config.context_weight * context
 
     def scores(self, messages: list[dict], candidates: list[str]) -> np.ndarray:
@@ -148,7 +147,11 @@ class MomentPicker:
         vectors = self.embedder.embed([heard, *candidates, *said])
         heard_vector, said_vectors = vectors[0], vectors[len(candidates) + 1:]
         candidate_vectors = vectors[1:len(candidates) + 1]
-        nearest = np.argsort(-self.closeness(messages, heard_vector))[: self.config.neighbours]
+        # The persona's line before the last user line is one of `said`, already embedded.
+        heard_at = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
+        said_before = sum(m["role"] == "assistant" for m in messages[:heard_at])
+        before = said_vectors[said_before - 1] if said_before and said[said_before - 1] else None
+        nearest = np.argsort(-self.closeness(heard_vector, before))[: self.config.neighbours]
         fit = (candidate_vectors @ self.reply_vectors[nearest].T).max(axis=1)
         if len(said_vectors):
             echo = (candidate_vectors @ said_vectors.T).max(axis=1)
