@@ -131,10 +131,9 @@ def test_with_a_context_weight_the_personas_line_before_picks_the_moments(tmp_pa
     assert picker(0.0).pick(declared, candidates) == candidates[0]
     assert picker(1.0).pick(declared, candidates) == candidates[1]
     assert picker(1.0).pick(asked, candidates) == candidates[0]
-    opening = [{"role": "user", "content": "vengo de vacaciones"}]  # no line before: like the outlines' openings
     weighted = picker(1.0)
     heard = weighted.embedder.embed(["vengo de vacaciones"])[0]
-    added = weighted.closeness(heard) - weighted.user_vectors @ heard
+    added = weighted.closeness(heard) - weighted.user_vectors @ heard  # no line before: like the outlines' openings
     assert added.tolist() == pytest.approx([1.0, 0.0, 1.0, 0.0])
 
 
