@@ -221,8 +221,7 @@ def label_command(
         if verdict.lower() == "q":
             break
         if verdict.lower() in VERDICTS:
-            add_label(labels_path, turn, VERDICTS[verdict.lower()], note.strip(), digest)
-            labels[turn.key] = {"in_role": VERDICTS[verdict.lower()], **({"rule": digest} if digest else {})}
+            labels[turn.key] = add_label(labels_path, turn, VERDICTS[verdict.lower()], note.strip(), digest)
     summary = summarize(turns, labels)
     if pending:
         print()  # the last prompt's line

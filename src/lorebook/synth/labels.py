@@ -126,13 +126,15 @@ def read_rule(path) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def add_label(path, turn: AgentTurn, in_role: bool, note: str = "", rule: str = "") -> None:
-    """Append one label at once, so a stopped session loses nothing; `rule`: the digest of the rule read by."""
+def add_label(path, turn: AgentTurn, in_role: bool, note: str = "", rule: str = "") -> dict:
+    """Append one label at once, so a stopped session loses nothing; `rule`: the digest of the rule read by.
+    Returns the record written, as `read_labels` would read it back."""
     record = {"key": turn.key, "row": turn.row, "conversation": turn.conversation, "turn": turn.turn,
               "reply": turn.reply, "in_role": in_role, **({"note": note} if note else {}),
               **({"rule": rule} if rule else {})}
     with Path(path).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return record
 
 
 def write_weighted(path, labels: dict[str, dict], out) -> dict[str, int]:
