@@ -42,10 +42,17 @@ EXAMPLES = [("dónde recojo mi maleta", "la cinta de equipajes está al fondo"),
 
 
 def write_chats(path, pairs):
+    """Chat JSONL with one (user line, reply) exchange per conversation, after a system prompt."""
+    return write_conversations(path, [list(pair) for pair in pairs], system="s")
+
+
+def write_conversations(path, conversations, system=None):
+    """Chat JSONL of whole conversations, each a list of lines alternating user, assistant."""
     with path.open("w", encoding="utf-8") as out:
-        for user, reply in pairs:
-            out.write(json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": user},
-                                               {"role": "assistant", "content": reply}]}, ensure_ascii=False) + "\n")
+        for lines in conversations:
+            messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i, text in enumerate(lines)]
+            prompt = [{"role": "system", "content": system}] if system else []
+            out.write(json.dumps({"messages": prompt + messages}, ensure_ascii=False) + "\n")
     return path
 
 
@@ -97,15 +104,6 @@ def test_a_candidate_with_words_the_moments_never_say_loses(tmp_path):
     assert picker.pick(messages, [plain, garbled]) == plain
     scores = picker.scores(messages, [garbled, "La CINTA de equipajes está al fondo."])
     assert scores[1] - scores[0] > 0.5  # one unknown word costs the penalty; case does not make a word unknown
-
-
-def write_conversations(path, conversations):
-    """Chat JSONL of whole conversations, each a list of lines alternating user, assistant."""
-    with path.open("w", encoding="utf-8") as out:
-        for lines in conversations:
-            messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i, text in enumerate(lines)]
-            out.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
-    return path
 
 
 def test_with_a_context_weight_the_personas_line_before_picks_the_moments(tmp_path):
