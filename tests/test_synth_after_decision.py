@@ -122,3 +122,40 @@ def test_scripted_agent_and_answers_write_whole_interviews_without_a_teacher(tmp
         scenario.agent, answers=[], agenda=[step._replace(lines=[]) for step in scenario.agent.agenda]))
     with pytest.raises(InputError, match="--scripted-agent needs agent.answers"):
         run_synth(bare, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)
+
+
+def test_late_answers_make_the_agent_ask_again_in_the_outlines(tmp_path):
+    """Outlines with --late-answers 1: the stay-and-address question gets the stay alone, the address comes in
+    answer to the declaration question, and the officer asks the declaration again (no `again` lines in the
+    example: a line of the step); the flag is refused out of range or without --scripted-answers."""
+    import dataclasses
+
+    from lorebook.errors import InputError
+    from lorebook.synth.scenario import fill
+    from lorebook.synth.topics import begins_any, normalize_words
+
+    scenario = load_scenario(EXAMPLE)
+    declaration = next(step for step in scenario.agent.agenda if "declar" in step.done)
+    pools = {answer.asks[0]: answer.lines for answer in scenario.traveller.answers}
+    config = SynthConfig(n=6, turns=26, batch_size=3, followups=5, scripted_answers=True, scripted_agent=True,
+                         late_answers=1.0)
+    run_synth(scenario, config, tmp_path / "late.jsonl", teacher=FakeTeacher(die_after_calls=0), progress=False)
+    asked_again = 0
+    for record in lines(tmp_path / "late.jsonl"):
+        turns, attributes = record["metadata"]["turns"], record["metadata"]["attributes"]
+        stays, addresses = ({fill(line, attributes) for line in pools[name]} for name in ("tiempo", "aloj"))
+        for n, turn in enumerate(turns[:-3]):
+            words = normalize_words(turn["text"])
+            if turn["role"] == "agent" and begins_any(words, ("qued",)) and begins_any(words, ("aloj",)):
+                assert turns[n + 1]["text"] in stays and turns[n + 3]["text"] in addresses
+                assert begins_any(normalize_words(turns[n + 2]["text"]), declaration.done)
+                assert turns[n + 4]["text"] in declaration.lines and turns[n + 4]["text"] != turns[n + 2]["text"]
+                asked_again += 1
+    assert asked_again >= 3  # the officer asked both at once in three of the six
+    plain = dataclasses.replace(config, late_answers=0.0)
+    run_synth(scenario, plain, tmp_path / "plain.jsonl", teacher=FakeTeacher(die_after_calls=0), progress=False)
+    assert lines(tmp_path / "plain.jsonl") != lines(tmp_path / "late.jsonl")
+    for bad, message in ((1.5, "out of range"), (0.5, "needs --scripted-answers")):
+        with pytest.raises(InputError, match=message):
+            run_synth(scenario, SynthConfig(n=1, late_answers=bad), tmp_path / "x.jsonl", teacher=FakeTeacher(),
+                      progress=False)

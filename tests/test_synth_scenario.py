@@ -104,6 +104,38 @@ def test_scripted_turn_reacts_then_asks_the_next_step(tmp_path):
     assert scripted_turn(scenario.agent, conversation, 0, 7) is None  # the decision step has no lines: teacher
 
 
+def test_a_late_answer_is_said_when_next_asked_and_the_officer_asks_again(tmp_path):
+    """--late-answers: "Dos semanas." to the stay-and-address question, the address in answer to the declaration
+    question, and the officer asks the declaration again (its `again` line) instead of taking it for an answer."""
+    from lorebook.synth.dialogue import scripted_turn, traveller_answer
+
+    data = minimal()
+    data["agent"].update(agenda=[
+        {"step": "Pregunta estancia y dirección.", "done": ["qued", "aloj"], "lines": ["¿Cuánto se queda y dónde se aloja?"]},
+        {"step": "Pregunta qué lleva.", "done": ["declar"], "lines": ["¿Lleva algo que declarar?"],
+         "again": ["Anotado. ¿Y lleva algo que declarar?"]},
+        {"step": "Decide.", "done": ["bienvenid"], "lines": ["Bienvenido a España."]}])
+    data["traveller"]["answers"] = [{"asks": ["qued"], "lines": ["Dos semanas."]},
+                                    {"asks": ["aloj"], "lines": ["En un hotel del centro."]},
+                                    {"asks": ["declar"], "lines": ["Nada que declarar."]}]
+    scenario = load_scenario(write(tmp_path, data))
+    conversation = Conversation(0, {}, {}, turns=[{"role": "traveller", "text": "Hola."},
+                                                  {"role": "agent", "text": "¿Cuánto se queda y dónde se aloja?"}])
+    assert traveller_answer(scenario.traveller, conversation, 0, 2) == "Dos semanas. En un hotel del centro."
+    assert traveller_answer(scenario.traveller, conversation, 0, 2, late_answers=1.0) == "Dos semanas."
+    conversation.turns += [{"role": "traveller", "text": "Dos semanas."}]
+    conversation.turns += [{"role": "agent", "text": scripted_turn(scenario.agent, conversation, 0, 3)}]
+    assert conversation.turns[-1]["text"] == "¿Lleva algo que declarar?"
+    late = traveller_answer(scenario.traveller, conversation, 0, 4, late_answers=1.0)
+    assert late == "En un hotel del centro." and conversation.held is None and conversation.late_at == 4
+    conversation.turns += [{"role": "traveller", "text": late}]
+    conversation.turns += [{"role": "agent", "text": scripted_turn(scenario.agent, conversation, 0, 5)}]
+    assert conversation.turns[-1]["text"] == "Anotado. ¿Y lleva algo que declarar?"
+    conversation.turns += [{"role": "traveller", "text": traveller_answer(scenario.traveller, conversation, 0, 6, 1.0)}]
+    assert conversation.turns[-1]["text"] == "Nada que declarar."
+    assert scripted_turn(scenario.agent, conversation, 0, 7) == "Bienvenido a España."
+
+
 def test_a_reaction_that_stands_alone_keeps_the_other_from_adding_a_step(tmp_path):
     """Thanks and a goodbye in one line: the officer thanks and says goodbye, without asking the next step."""
     from lorebook.synth.dialogue import scripted_turn
@@ -166,6 +198,7 @@ def test_a_reaction_is_not_said_when_a_word_rules_it_out(tmp_path):
      "traveller.answers[1].lines"),  # only the agent has agenda steps to place
     (lambda d: d["agent"].update(agenda=[{"step": "x", "lines": "Su pasaporte."}]), "agent.agenda[1].lines"),
     (lambda d: d["agent"].update(agenda=[{"step": "x", "lines": ["De {planet}?"]}]), "agent.agenda[1].lines"),
+    (lambda d: d["agent"].update(agenda=[{"step": "x", "again": "¿Y qué lleva?"}]), "agent.agenda[1].again"),
 ])
 def test_validation_errors_name_the_key_and_fix(tmp_path, change, message):
     data = minimal()

@@ -30,6 +30,7 @@ def synth_command(
     scripted_answers: bool = typer.Option(DEFAULTS.scripted_answers, "--scripted-answers",
                                           help=HELP["scripted_answers"]),
     scripted_agent: bool = typer.Option(DEFAULTS.scripted_agent, "--scripted-agent", help=HELP["scripted_agent"]),
+    late_answers: float = typer.Option(DEFAULTS.late_answers, "--late-answers", help=HELP["late_answers"]),
     batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help=HELP["batch_size"]),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help=HELP["seed"]),
     dedup: float = typer.Option(DEFAULTS.dedup, "--dedup", help=HELP["dedup"]),
@@ -54,7 +55,8 @@ def synth_command(
     config = SynthConfig(n=n, turns=turns, teacher=teacher, agent_teacher=agent_teacher, batch_size=batch_size, seed=seed, dedup=dedup,
                          check_language=check_language, check_topics=check_topics, trim=trim, retries=retries, threads=threads,
                          precision=precision, engine=engine, min_turns=min_turns,
-                         followups=followups, scripted_answers=scripted_answers, scripted_agent=scripted_agent)
+                         followups=followups, scripted_answers=scripted_answers, scripted_agent=scripted_agent,
+                         late_answers=late_answers)
     if refilter_path:
         report = refilter(scenario, config, refilter_path, out)
     else:

@@ -16,6 +16,8 @@ answers, so the persona also learns what comes after "bienvenido a España". Wit
 lines, and only a turn that asks none of them goes to the teacher. With `scripted_agent` the agent, too,
 says the scenario's lines (its agenda steps' `lines` and its reactions in `answers`); together the two give
 outlines in the manner of M2M self-play (Shah et al., 2018), every agent turn in role by construction.
+With `late_answers`, the traveller answers a two-part question only in part and says the rest when it is
+next asked something, as people do; the agent then asks its question again (its step's `again` lines).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Conversation:
     ended_by: str | None = None
     decided: str | None = None  # the first closing, when the conversation went on (min_turns, followups)
     pending: list[str] = field(default_factory=list)  # scripted follow-up lines the traveller has still to say
+    held: str | None = None  # the part of a two-part answer the traveller keeps for later (late_answers)
+    late_at: int | None = None  # the turn where it said that part instead of answering the agent
 
     @property
     def done(self) -> bool:
@@ -139,14 +143,21 @@ def followup_lines(side: Side, conversation: Conversation, seed: int, count: int
 def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: int, turn: int) -> str | None:
     """The side's scripted answer to the other side's turn `asked`, or None when it asks none of `answers`.
 
-    A turn asking two things ("¿Cuánto tiempo se queda y dónde se aloja?") gets both answers, in the order
-    it asked them (at most two: a traveller answers briefly). When one of two agent reactions stands alone
-    (has no `{step}`), the other loses its `{step}`: to "Gracias por todo, adiós" the officer says "De nada.
-    Adiós, que disfrute de su viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught
-    the persona to answer a goodbye with "¿Algo más?". Lines are picked seeded per conversation and
-    turn, so a resumed run says the same. A small model playing the traveller drifts within a few turns
-    (Russian, the officer's own question back, a trip to India), and every officer turn after that is
-    taught on nonsense; scripted answers keep the other side sane and cost no teacher call."""
+    A small model playing the traveller drifts within a few turns (Russian, the officer's own question
+    back, a trip to India), and every officer turn after that is taught on nonsense; scripted answers keep
+    the other side sane and cost no teacher call. The parts are `answer_parts`."""
+    return " ".join(answer_parts(side, asked, conversation, seed, turn)) or None
+
+
+def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, turn: int) -> list[str]:
+    """The side's scripted answers to each thing `asked` asks (of its `answers`), in the order it asked them.
+
+    A turn asking two things ("¿Cuánto tiempo se queda y dónde se aloja?") gets both answers (at most two: a
+    traveller answers briefly). When one of two agent reactions stands alone (has no `{step}`), the other
+    loses its `{step}`: to "Gracias por todo, adiós" the officer says "De nada. Adiós, que disfrute de su
+    viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught the persona to answer a
+    goodbye with "¿Algo más?". Lines are picked seeded per conversation and turn, so a resumed run says the
+    same."""
     words = normalize_words(asked)
     found = []
     for asks, lines, unless in side.answers:
@@ -154,14 +165,44 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
         if first is not None and not any(word.startswith(unless) for word in words):
             found.append((first, lines))
     if not found:
-        return None
+        return []
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
     asked_first = [lines for _, lines in sorted(found, key=lambda f: f[0])][:2]
     values = {**conversation.attributes, "step": "{step}"}  # an agent's reaction may place its next step
     parts = [fresh_line(rng, lines, values, conversation) for lines in asked_first]
     if any("{step}" not in part for part in parts):  # one part stands alone, so the whole turn does
         parts = [" ".join(part.replace("{step}", "").split()) for part in parts]
-    return " ".join(parts)
+    return parts
+
+
+def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: int, late_answers: float = 0.0) -> str | None:
+    """The traveller's scripted turn (synth --scripted-answers): its answer to the agent's last turn, or None.
+
+    With `late_answers`, that share of two-part questions gets only its first part answered; the traveller
+    says the other part the next time the agent asks it something, instead of answering that. Scripted
+    travellers of the evaluation answer "¿Cuánto tiempo se queda y dónde se aloja?" one part per line, so the
+    address arrives after "¿Lleva algo que declarar?", and a persona that had only seen that question answered
+    took the address for the answer and admitted the traveller (14 of 62 misses read on 2026-12-07)."""
+    parts = answer_parts(side, conversation.turns[-1]["text"], conversation, seed, turn)
+    if conversation.held and parts:
+        line, conversation.held, conversation.late_at = conversation.held, None, len(conversation.turns)
+        return line
+    if len(parts) == 2 and random.Random(f"{seed}:late:{conversation.index}:{turn}").random() < late_answers:
+        conversation.held = parts[1]
+        return parts[0]
+    return " ".join(parts) or None
+
+
+def ask_again(side: Side, conversation: Conversation, seed: int, turn: int) -> str | None:
+    """The agent's last question once more, after the traveller answered something asked before instead: a
+    line of the latest agenda step that question covers (the step's `again` lines, else its `lines`), or None."""
+    asked = normalize_words(next(t["text"] for t in reversed(conversation.turns) if t["role"] == "agent"))
+    step = next((s for s in reversed(side.agenda) if s.done and begins_any(asked, s.done) and (s.again or s.lines)),
+                None)
+    if step is None:
+        return None
+    rng = random.Random(f"{seed}:again:{conversation.index}:{turn}")
+    return fresh_line(rng, list(step.again or step.lines), conversation.attributes, conversation)
 
 
 def fresh_line(rng: random.Random, lines: list[str], values: dict[str, str], conversation: Conversation) -> str:
@@ -180,7 +221,12 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
     counting what the reaction says. A reaction without `{step}` stands alone: after "Llevo un jamón" the
     officer states the rule and waits for the answer instead of admitting the traveller in the same breath.
     The scenario's lines make every agent turn in role by construction, which a 1.5B teacher manages in about
-    half of its turns; the teacher still writes the turns no line fits."""
+    half of its turns; the teacher still writes the turns no line fits. After a late answer (`traveller_answer`)
+    the agent asks its question again."""
+    if conversation.late_at is not None and conversation.late_at == len(conversation.turns) - 1:
+        again = ask_again(side, conversation, seed, turn)
+        if again:
+            return again
     heard = conversation.turns[-1]["text"] if conversation.turns else ""
     reaction = scripted_answer(side, heard, conversation, seed, turn) if heard else None
     if reaction is not None and "{step}" not in reaction:
@@ -196,7 +242,7 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
 
 def play(scenario: Scenario, conversations: list[Conversation], teacher, max_turns: int, seed: int,
          on_turn=None, accept=None, retries: int = 0, min_turns: int = 0, followups: int = 0,
-         scripted_answers: bool = False, scripted_agent: bool = False) -> None:
+         scripted_answers: bool = False, scripted_agent: bool = False, late_answers: float = 0.0) -> None:
     """Advance every conversation until it closes or reaches `max_turns`; one teacher call per turn.
 
     A closing phrase said before `min_turns` turns is recorded as `decided` and the conversation goes on:
@@ -210,8 +256,9 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
     With `followups`, the agent's first closing is recorded as `decided`; the traveller then says
     `followup_lines` instead of generated turns, and the conversation ends after the agent answers the last.
     Scripted followups take no teacher call, so a small traveller model cannot parrot there; with
-    `scripted_answers`, the traveller's other turns are `scripted_answer`s where the agent asked one of them;
-    with `scripted_agent`, the agent says its `scripted_turn` wherever the scenario has one."""
+    `scripted_answers`, the traveller's other turns are `traveller_answer`s where the agent asked one of them
+    (`late_answers`: the share of two-part questions answered late); with `scripted_agent`, the agent says
+    its `scripted_turn` wherever the scenario has one."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
         if not active:
@@ -223,7 +270,7 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
         else:
             scripted = [c.pending.pop(0) if c.pending and role != "agent" else None for c in active]
             if scripted_answers and role != "agent":
-                scripted = [line if line is not None else scripted_answer(side, c.turns[-1]["text"], c, seed, turn)
+                scripted = [line if line is not None else traveller_answer(side, c, seed, turn, late_answers)
                             for c, line in zip(active, scripted)]
             if scripted_agent and role == "agent":
                 scripted = [scripted_turn(side, c, seed, turn) for c in active]

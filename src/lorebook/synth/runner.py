@@ -62,6 +62,10 @@ class SynthConfig:
     scripted_agent: bool = field(default=False, metadata={
         "help": "the agent says the scenario's own lines (agent.agenda[].lines, and agent.answers as reactions to "
                 "the traveller) wherever one fits; only its other turns are generated"})
+    late_answers: float = field(default=0.0, metadata={
+        "help": "with --scripted-answers, the share of two-part questions the traveller answers only in part, "
+                "saying the rest when next asked something; with --scripted-agent the agent then asks again "
+                "(agenda steps' again: lines)"})
     batch_size: int = field(default=16, metadata={"help": "conversations generated together (1 = one at a time)"})
     seed: int = field(default=0, metadata={"help": "seed for attributes, openers and sampling"})
     dedup: float = field(default=DEFAULT_DUPLICATE_THRESHOLD, metadata={
@@ -96,6 +100,10 @@ class SynthConfig:
             raise InputError(f"--engine {self.engine!r} is unknown", "use torch or llamacpp")
         if self.retries < 0:
             raise InputError(f"--retries {self.retries} is negative", "use 0 (no retries) or more, e.g. --retries 2")
+        if not 0 <= self.late_answers <= 1:
+            raise InputError(f"--late-answers {self.late_answers} is out of range", "use a share in [0, 1], e.g. 0.5")
+        if self.late_answers and not self.scripted_answers:
+            raise InputError("--late-answers needs --scripted-answers", "add --scripted-answers or drop --late-answers")
         if not 0 < self.dedup <= 1:
             raise InputError(f"--dedup {self.dedup} is out of range", "use a similarity in (0, 1], e.g. 0.7")
 
@@ -107,7 +115,7 @@ def sidecar(out: Path, suffix: str) -> Path:
 def _fingerprint(scenario: Scenario, config: SynthConfig) -> str:
     text = Path(scenario.source).read_bytes() if scenario.source else b""
     kept = {k: v for k, v in asdict(config).items() if k not in ("n", "batch_size", "threads", "precision", "engine")}
-    for name in ("min_turns", "followups", "scripted_answers", "scripted_agent"):
+    for name in ("min_turns", "followups", "scripted_answers", "scripted_agent", "late_answers"):
         if not kept[name]:
             del kept[name]  # runs started before the option existed still resume
     return hashlib.sha256(text + json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
@@ -189,7 +197,8 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
         play(scenario, conversations, teacher, config.turns, config.seed,
              on_turn=functools.partial(bar.update, len(chunk)), accept=_acceptor(scenario, config),
              retries=config.retries, min_turns=config.min_turns, followups=config.followups,
-             scripted_answers=config.scripted_answers, scripted_agent=config.scripted_agent)
+             scripted_answers=config.scripted_answers, scripted_agent=config.scripted_agent,
+             late_answers=config.late_answers)
         records = [_record(scenario, conversation, config, teacher) for conversation in conversations]
         keep_records, drop_records = _sort(scenario, config, records, duplicates, reasons)
         _append(out, keep_records)

@@ -14,6 +14,8 @@
         - {step: "Pide el pasaporte.", done: [pasaport, passport]}   # covered once a turn uses a done word
         - {step: "Cierra la entrevista."}                            # no done words: stays until the end
         - {step: "…", done: […], lines: ["Su pasaporte, por favor."]}  # with `synth --scripted-agent`: said as is
+        - {step: "…", done: [declar], lines: [...], again: ["Anotado. ¿Y lleva algo que declarar?"]}  # asked
+          # again after a late answer (synth --late-answers); no again: lines: a line of `lines`
       answers:                         # with `synth --scripted-agent`: the agent's reactions to the other side's
         - {asks: [jamon], lines: ["La carne está prohibida."]}    # words; {step} there: the next step's line
         - {asks: [euros], unless: [mil], lines: ["Rellene este formulario."]}  # not when a word begins "mil"
@@ -53,12 +55,14 @@ SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "followups", 
 
 
 class AgendaStep(NamedTuple):
-    """One step of a side's agenda: the teacher's instruction, the words that mark it covered, and the lines
-    the side says for it itself with `synth --scripted-agent` (none: the teacher writes that turn)."""
+    """One step of a side's agenda: the teacher's instruction, the words that mark it covered, the lines
+    the side says for it itself with `synth --scripted-agent` (none: the teacher writes that turn), and the
+    lines it asks again with when the other side answered something else (`synth --late-answers`)."""
 
     step: str
     done: tuple[str, ...]  # normalized word beginnings
     lines: list[str]
+    again: tuple[str, ...] = ()
 
 
 class Answer(NamedTuple):
@@ -218,17 +222,17 @@ def _agenda(path, key: str, raw: dict, attributes: dict) -> list[AgendaStep]:
     for number, item in enumerate(raw.get("agenda") or [], 1):
         where = f"{key}.agenda[{number}]"
         if not (isinstance(item, dict) and isinstance(item.get("step"), str) and item["step"].strip()
-                and not set(item) - {"step", "done", "lines"}):
-            raise _fail(path, where, "must be a mapping with a step and optional done words and lines",
+                and not set(item) - {"step", "done", "lines", "again"}):
+            raise _fail(path, where, "must be a mapping with a step and optional done words, lines and again",
                         'e.g. - {step: "Pide el pasaporte.", done: [pasaport]}')
         done = _beginnings(path, f"{where}.done", item.get("done"), "e.g. done: [pasaport]")
-        lines = _lines(path, f"{where}.lines", item)
-        for name, text in (("step", item["step"]), ("lines", " ".join(lines))):
+        lines, again = _lines(path, f"{where}.lines", item), _lines(path, f"{where}.again", item)
+        for name, text in (("step", item["step"]), ("lines", " ".join(lines)), ("again", " ".join(again))):
             missing = _placeholders(text) - set(attributes)
             if missing:
                 raise _fail(path, f"{where}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
                             "add them under attributes: or remove the {placeholders}")
-        agenda.append(AgendaStep(item["step"].strip(), done, lines))
+        agenda.append(AgendaStep(item["step"].strip(), done, lines, tuple(again)))
     return agenda
 
 
