@@ -127,7 +127,8 @@ def test_scripted_agent_and_answers_write_whole_interviews_without_a_teacher(tmp
 def test_late_answers_make_the_agent_ask_again_in_the_outlines(tmp_path):
     """Outlines with --late-answers 1: the stay-and-address question gets the stay alone, the address comes in
     answer to the declaration question, and the officer asks the declaration again (one of the step's `again`
-    lines); the flag is refused out of range or without --scripted-answers."""
+    lines); the flag is refused out of range, without --scripted-answers, or with an `again` line the scripted
+    traveller has no answer to."""
     import dataclasses
 
     from lorebook.errors import InputError
@@ -159,3 +160,8 @@ def test_late_answers_make_the_agent_ask_again_in_the_outlines(tmp_path):
         with pytest.raises(InputError, match=message):
             run_synth(scenario, SynthConfig(n=1, late_answers=bad), tmp_path / "x.jsonl", teacher=FakeTeacher(),
                       progress=False)
+    unanswered = [step._replace(again=("¿Y qué trae en la maleta?",)) if step is declaration else step
+                  for step in scenario.agent.agenda]  # no traveller.answers entry asks "maleta": a teacher call
+    odd = dataclasses.replace(scenario, agent=dataclasses.replace(scenario.agent, agenda=unanswered))
+    with pytest.raises(InputError, match=r"again line '¿Y qué trae en la maleta\?' asks nothing traveller.answers"):
+        run_synth(odd, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)

@@ -158,12 +158,7 @@ def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, 
     viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught the persona to answer a
     goodbye with "¿Algo más?". Lines are picked seeded per conversation and turn, so a resumed run says the
     same."""
-    words = normalize_words(asked)
-    found = []
-    for asks, lines, unless in side.answers:
-        first = next((i for i, word in enumerate(words) if word.startswith(asks)), None)
-        if first is not None and not any(word.startswith(unless) for word in words):
-            found.append((first, lines))
+    found = asked_answers(side, asked)
     if not found:
         return []
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
@@ -173,6 +168,17 @@ def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, 
     if any("{step}" not in part for part in parts):  # one part stands alone, so the whole turn does
         parts = [" ".join(part.replace("{step}", "").split()) for part in parts]
     return parts
+
+
+def asked_answers(side: Side, asked: str) -> list[tuple[int, list[str]]]:
+    """The side's `answers` entries that `asked` asks for, each with the position of its first asking word."""
+    words = normalize_words(asked)
+    found = []
+    for asks, lines, unless in side.answers:
+        first = next((i for i, word in enumerate(words) if word.startswith(asks)), None)
+        if first is not None and not any(word.startswith(unless) for word in words):
+            found.append((first, lines))
+    return found
 
 
 def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: int, late_answers: float = 0.0) -> str | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lorebook.errors import InputError
-from lorebook.synth.dialogue import Conversation, play, to_chat
+from lorebook.synth.dialogue import Conversation, asked_answers, play, to_chat
 from lorebook.synth.filters import (
     DEFAULT_DUPLICATE_THRESHOLD,
     DuplicateFilter,
@@ -158,6 +158,20 @@ def _check_resume(out: Path, fingerprint: str, config: SynthConfig) -> None:
     meta_path.write_text(json.dumps({"fingerprint": fingerprint, "config": asdict(config)}, indent=2) + "\n")
 
 
+def _check_again_lines(scenario: Scenario, config: SynthConfig) -> None:
+    """With scripted answers, every `again:` line must ask something the scripted traveller answers: one that
+    asks nothing of traveller.answers sends the traveller's next line to the teacher, and a small teacher writes
+    nonsense there that the officer's next reaction is then taught on."""
+    if not (config.late_answers and config.scripted_answers):
+        return
+    for number, step in enumerate(scenario.agent.agenda, 1):
+        for line in step.again:
+            if not asked_answers(scenario.traveller, line):
+                raise InputError(f"agent.agenda[{number}].again line {line!r} asks nothing traveller.answers answer "
+                                 f"in {scenario.source or scenario.name}",
+                                 "reword it with a word of a traveller.answers asks: list, or add that word there")
+
+
 def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progress: bool = True) -> dict:
     """Generate until conversations 0..n-1 are all kept or dropped; returns the report (also saved)."""
     config.validate()
@@ -172,6 +186,7 @@ def run_synth(scenario: Scenario, config: SynthConfig, out, teacher=None, progre
     if config.scripted_agent and not (agent.answers or any(step.lines for step in agent.agenda)):
         raise InputError(f"--scripted-agent needs agent.answers or agent.agenda lines in {scenario.source or scenario.name}",
                          "add lines: ['Su pasaporte, por favor.'] to an agenda step or drop the flag")
+    _check_again_lines(scenario, config)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_resume(out, _fingerprint(scenario, config), config)
