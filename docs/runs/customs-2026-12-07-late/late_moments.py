@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 from lorebook.synth.labels import agent_turns, read_evaluation, read_labels
+from lorebook.synth.scenario import load_scenario
 from lorebook.synth.topics import begins_any, normalize_words
 
-DECLARATION = ("declar", "equipaj", "maleta", "efectivo", "aliment", "medicament")  # the step's done words
+SCENARIO = Path(__file__).resolve().parents[3] / "examples" / "customs-checkpoint-es.yaml"  # the one evaluated
+DECLARATION = next(step.done for step in load_scenario(SCENARIO).agent.agenda if "declar" in step.done)
 ADDRESS = ("hotel", "hostal", "casa", "chez", "airbnb", "piso", "apartament", "hilton", "amigos", "hermana",
            "prima", "primo", "tia", "parador", "pension", "residencia", "albergue", "flat", "friends", "aunt")
 

@@ -189,10 +189,11 @@ def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: in
     travellers of the evaluation answer "¿Cuánto tiempo se queda y dónde se aloja?" one part per line, so the
     address arrives after "¿Lleva algo que declarar?", and a persona that had only seen that question answered
     took the address for the answer and admitted the traveller (14 of 62 misses read on 2026-12-07)."""
-    parts = answer_parts(side, conversation.turns[-1]["text"], conversation, seed, turn)
-    if conversation.held and parts:
+    asked = conversation.turns[-1]["text"]
+    if conversation.held and asked_answers(side, asked):
         line, conversation.held, conversation.late_at = conversation.held, None, len(conversation.turns)
         return line
+    parts = answer_parts(side, asked, conversation, seed, turn)
     if len(parts) == 2 and random.Random(f"{seed}:late:{conversation.index}:{turn}").random() < late_answers:
         conversation.held = parts[1]
         return parts[0]
@@ -229,7 +230,7 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
     The scenario's lines make every agent turn in role by construction, which a 1.5B teacher manages in about
     half of its turns; the teacher still writes the turns no line fits. After a late answer (`traveller_answer`)
     the agent asks its question again."""
-    if conversation.late_at is not None and conversation.late_at == len(conversation.turns) - 1:
+    if conversation.late_at == len(conversation.turns) - 1:
         again = ask_again(side, conversation, seed, turn)
         if again:
             return again

@@ -159,10 +159,11 @@ def _check_resume(out: Path, fingerprint: str, config: SynthConfig) -> None:
 
 
 def _check_again_lines(scenario: Scenario, config: SynthConfig) -> None:
-    """With scripted answers, every `again:` line must ask something the scripted traveller answers: one that
-    asks nothing of traveller.answers sends the traveller's next line to the teacher, and a small teacher writes
-    nonsense there that the officer's next reaction is then taught on."""
-    if not (config.late_answers and config.scripted_answers):
+    """With late answers (which `validate` allows only with scripted answers), every `again:` line must ask
+    something the scripted traveller answers: one that asks nothing of traveller.answers sends the traveller's
+    next line to the teacher, and a small teacher writes nonsense there that the officer's next reaction is then
+    taught on."""
+    if not config.late_answers:
         return
     for number, step in enumerate(scenario.agent.agenda, 1):
         for line in step.again:
