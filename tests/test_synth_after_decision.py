@@ -124,6 +124,28 @@ def test_scripted_agent_and_answers_write_whole_interviews_without_a_teacher(tmp
         run_synth(bare, config, tmp_path / "x.jsonl", teacher=FakeTeacher(), progress=False)
 
 
+def test_a_followup_waits_for_the_answer_to_the_agents_question(tmp_path):
+    """Goods mentioned after the decision ("Una cosa más: traigo …") get their rule; when that rule is a question
+    ("¿Tiene la receta?") the traveller answers it before its next followup, and a statement naming something
+    the traveller answers ("Sí, tome su pasaporte.") does not hold the followups up."""
+    import dataclasses
+
+    from lorebook.synth.dialogue import asks_question
+
+    scenario = load_scenario(EXAMPLE)
+    assert asks_question(scenario.traveller, "¿Tiene la receta, por favor?")
+    assert not asks_question(scenario.traveller, "Sí, tome su pasaporte.")
+    late_goods = dataclasses.replace(scenario, traveller=dataclasses.replace(
+        scenario.traveller, followups=["Una cosa más: traigo medicamentos.", "Adiós."]))
+    config = SynthConfig(n=4, turns=24, batch_size=2, followups=2, scripted_answers=True, scripted_agent=True)
+    run_synth(late_goods, config, tmp_path / "late.jsonl", teacher=FakeTeacher(die_after_calls=0), progress=False)
+    prescriptions = next(answer.lines for answer in scenario.traveller.answers if "receta" in answer.asks)
+    for record in lines(tmp_path / "late.jsonl"):
+        texts = [turn["text"] for turn in record["metadata"]["turns"]]
+        at = texts.index("Una cosa más: traigo medicamentos.")
+        assert "receta" in texts[at + 1] and texts[at + 2] in prescriptions and texts[at + 4] == "Adiós."
+
+
 def test_late_answers_make_the_agent_ask_again_in_the_outlines(tmp_path):
     """Outlines with --late-answers 1: the stay-and-address question gets the stay alone, the address comes in
     answer to the declaration question, and the officer asks the declaration again (one of the step's `again`

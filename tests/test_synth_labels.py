@@ -74,6 +74,22 @@ def test_cli_resumes_and_prints_the_counts(tmp_path):
     assert summary["base"]["in_role"]["n"] + summary["tuned"]["in_role"]["n"] == 8
 
 
+def test_list_prints_the_pending_replies_in_the_order_they_are_asked(tmp_path):
+    """--list shows a batch to read at once; its y/n answers piped in afterwards label the same replies."""
+    path = evaluation(tmp_path)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["eval", "label", str(path), "--seed", "3", "--list", "--context", "1"])
+    assert listed.exit_code == 0 and "in role?" not in listed.output
+    replies = [block.split("REPLY:")[1].splitlines()[0].strip() for block in listed.output.split("[")[1:]]
+    assert len(replies) == 8 and "[1/8]" in listed.output and "base" not in listed.output
+    verdicts = "".join("y\n" if reply.startswith(("Su pasaporte", "¿")) else "n\n" for reply in replies)
+    assert runner.invoke(app, ["eval", "label", str(path), "--seed", "3"], input=verdicts).exit_code == 0
+    saved = read_labels(tmp_path / "eval.labels.jsonl").values()
+    assert {label["reply"] for label in saved if label["in_role"]} == {
+        "Su pasaporte, por favor.", "¿Cuántos días se queda?", "¿Dónde se aloja?"}
+    assert runner.invoke(app, ["eval", "label", str(path), "--list"]).output.strip() == ""  # none left
+
+
 def test_a_written_rule_is_shown_and_kept_with_each_label(tmp_path):
     path = evaluation(tmp_path)
     rule = tmp_path / "rule.md"

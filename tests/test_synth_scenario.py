@@ -167,6 +167,34 @@ def test_a_reaction_is_not_said_when_a_word_rules_it_out(tmp_path):
     assert scripted_turn(scenario.agent, conversation, 0, 1) == "Por debajo de 10.000 euros no se declara."
 
 
+def test_a_question_about_the_goods_gets_the_last_rule_again(tmp_path):
+    """{rule}: "¿Me va a costar algo?" after the meat rule gets that rule in its other wording; before any rule
+    the entry is not used (the step is asked instead), and a reaction with {step} is not a rule to repeat."""
+    from lorebook.synth.dialogue import scripted_turn
+
+    data = minimal()
+    data["agent"].update(
+        agenda=[{"step": "Pregunta qué lleva.", "done": ["declar"], "lines": ["¿Lleva algo que declarar?"]}],
+        answers=[{"asks": ["jamon"], "lines": ["La carne no puede entrar.", "Tiene que dejar la carne aquí."]},
+                 {"asks": ["queso"], "lines": ["El queso puede entrar. {step}"]},
+                 {"asks": ["costar"], "lines": ["Se lo repito: {rule}"]}])
+    scenario = load_scenario(write(tmp_path, data))
+    conversation = Conversation(0, {}, {}, turns=[{"role": "traveller", "text": "¿Me va a costar algo?"}])
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "¿Lleva algo que declarar?"
+    conversation.turns = [{"role": "traveller", "text": "Llevo queso."}]
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "El queso puede entrar. ¿Lleva algo que declarar?"
+    assert conversation.rule is None
+    conversation.turns = [{"role": "traveller", "text": "Llevo un jamón."}]
+    rule = scripted_turn(scenario.agent, conversation, 0, 1)
+    conversation.turns += [{"role": "agent", "text": rule}, {"role": "traveller", "text": "¿Me va a costar algo?"}]
+    other = ({"La carne no puede entrar.", "Tiene que dejar la carne aquí."} - {rule}).pop()
+    assert scripted_turn(scenario.agent, conversation, 0, 3) == f"Se lo repito: {other}"
+    assert conversation.rule == ["La carne no puede entrar.", "Tiene que dejar la carne aquí."]
+    data["traveller"]["answers"] = [{"asks": ["aloj"], "lines": ["En casa, {rule}."]}]
+    with pytest.raises(InputError, match="traveller.answers"):  # only the agent has rules to say again
+        load_scenario(write(tmp_path, data))
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),

@@ -169,6 +169,15 @@ def persona_eval_command(
                 console.print(f"{who:>9}: {' '.join(message['content'].split())[:160]}", markup=False)
 
 
+def _show_turn(turn, number: str, context: int) -> None:
+    """One reply to read, after the `context` lines before it (0: the whole conversation)."""
+    console.print(f"\n[{number}] agent turn {turn.turn}", markup=False)
+    for message in turn.before[-context:] if context else turn.before:
+        who = "agent" if message["role"] == "assistant" else "traveller"
+        console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
+    console.print(f"  {'REPLY':>9}: {' '.join(turn.reply.split())}", markup=False)
+
+
 @friendly_errors
 def label_command(
     evaluation_path: Path = typer.Argument(..., help="the -o file of `lorebook eval persona`, or a chat JSONL "
@@ -178,6 +187,8 @@ def label_command(
                                 "which a rule such as 'no admission before the declaration' needs)"),
     seed: int = typer.Option(0, "--seed", help="seed of the blind order"),
     summary_only: bool = typer.Option(False, "--summary", help="print the counts of the labels so far; ask nothing"),
+    list_only: bool = typer.Option(False, "--list", help="print the replies still to read, numbered in the blind "
+                                   "order, and ask nothing: read a batch, then pipe its y/n answers in that order"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     weights_path: Path = typer.Option(None, "--weights", help="for a chat JSONL: write a copy with weight 0 on "
                                       "the turns labelled out of role, for `lorebook teach`"),
@@ -204,17 +215,17 @@ def label_command(
     labels_path = labels_path or evaluation_path.with_name(f"{evaluation_path.stem}.labels.jsonl")
     labels = read_labels(labels_path)
     pending = [] if summary_only else to_label(turns, labels, seed)
+    if list_only:
+        for number, turn in enumerate(pending, 1):
+            _show_turn(turn, f"{number}/{len(pending)}", context)
+        return
     if pending:
         console.print(f"{len(pending)} replies to read ({len(labels)} labelled before, kept in {labels_path}). "
                       "Answer y (in role) or n, optionally followed by a note; s skips, q stops.", markup=False)
         if rule:
             console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
     for number, turn in enumerate(pending, 1):
-        console.print(f"\n[{number}/{len(pending)}] agent turn {turn.turn}", markup=False)
-        for message in turn.before[-context:] if context else turn.before:
-            who = "agent" if message["role"] == "assistant" else "traveller"
-            console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
-        console.print(f"  {'REPLY':>9}: {' '.join(turn.reply.split())}", markup=False)
+        _show_turn(turn, f"{number}/{len(pending)}", context)
         try:
             answer = input("in role? [y/n/s/q] ").strip()
         except EOFError:

@@ -48,6 +48,7 @@ class Conversation:
     pending: list[str] = field(default_factory=list)  # scripted follow-up lines the traveller has still to say
     held: str | None = None  # the part of a two-part answer the traveller keeps for later (late_answers)
     late_at: int | None = None  # the turn where it said that part instead of answering the agent
+    rule: list[str] | None = None  # the lines of the agent's last reaction that stood alone, for `{rule}`
 
     @property
     def done(self) -> bool:
@@ -158,16 +159,31 @@ def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, 
     viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught the persona to answer a
     goodbye with "¿Algo más?". Lines are picked seeded per conversation and turn, so a resumed run says the
     same."""
-    found = asked_answers(side, asked)
+    found = [(first, lines) for first, lines in asked_answers(side, asked) if conversation.rule or not says_rule(lines)]
     if not found:
         return []
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
     asked_first = [lines for _, lines in sorted(found, key=lambda f: f[0])][:2]
     values = {**conversation.attributes, "step": "{step}"}  # an agent's reaction may place its next step
+    if any(says_rule(lines) for lines in asked_first):
+        values["rule"] = fresh_line(rng, conversation.rule, conversation.attributes, conversation)
     parts = [fresh_line(rng, lines, values, conversation) for lines in asked_first]
     if any("{step}" not in part for part in parts):  # one part stands alone, so the whole turn does
         parts = [" ".join(part.replace("{step}", "").split()) for part in parts]
     return parts
+
+
+def says_rule(lines: list[str]) -> bool:
+    """Whether an agent reaction's lines say its last rule again (`{rule}`)."""
+    return any("{rule}" in line for line in lines)
+
+
+def standing_rule(side: Side, heard: str) -> list[str] | None:
+    """The lines of the agent's reaction to `heard` that stands alone (no `{step}`: a rule, a direction), which a
+    later `{rule}` reaction says again in another of its wordings."""
+    found = sorted(asked_answers(side, heard), key=lambda f: f[0])
+    return next((lines for _, lines in found if not says_rule(lines) and not any("{step}" in line for line in lines)),
+                None)
 
 
 def asked_answers(side: Side, asked: str) -> list[tuple[int, list[str]]]:
@@ -179,6 +195,13 @@ def asked_answers(side: Side, asked: str) -> list[tuple[int, list[str]]]:
         if first is not None and not any(word.startswith(unless) for word in words):
             found.append((first, lines))
     return found
+
+
+def asks_question(side: Side, turn: str) -> bool:
+    """Whether the other side's `turn` asks (a question, or a request with "por favor") something the side
+    answers: a followup waits for its answer, while a statement that only names such a thing ("Sí, tome su
+    pasaporte.", "Esa cantidad no se declara.") does not hold it up."""
+    return ("?" in turn or "por favor" in turn.lower()) and bool(asked_answers(side, turn))
 
 
 def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: int, late_answers: float = 0.0) -> str | None:
@@ -237,6 +260,7 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
     heard = conversation.turns[-1]["text"] if conversation.turns else ""
     reaction = scripted_answer(side, heard, conversation, seed, turn) if heard else None
     if reaction is not None and "{step}" not in reaction:
+        conversation.rule = standing_rule(side, heard) or conversation.rule
         return reaction
     step = first_uncovered(side, conversation, also=reaction or "")
     rng = random.Random(f"{seed}:step:{conversation.index}:{turn}")
@@ -264,7 +288,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
     `followup_lines` instead of generated turns, and the conversation ends after the agent answers the last.
     Scripted followups take no teacher call, so a small traveller model cannot parrot there; with
     `scripted_answers`, the traveller's other turns are `traveller_answer`s where the agent asked one of them
-    (`late_answers`: the share of two-part questions answered late); with `scripted_agent`, the agent says
+    (`late_answers`: the share of two-part questions answered late), and a followup waits while the agent's
+    last turn is a question the traveller answers (`asks_question`); with `scripted_agent`, the agent says
     its `scripted_turn` wherever the scenario has one."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
@@ -275,7 +300,8 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
         if turn == 0:
             scripted = [opener(scenario, c, seed) for c in active]
         else:
-            scripted = [c.pending.pop(0) if c.pending and role != "agent" else None for c in active]
+            scripted = [c.pending.pop(0) if c.pending and role != "agent" and not (
+                scripted_answers and asks_question(side, c.turns[-1]["text"])) else None for c in active]
             if scripted_answers and role != "agent":
                 scripted = [line if line is not None else traveller_answer(side, c, seed, turn, late_answers)
                             for c, line in zip(active, scripted)]

@@ -19,6 +19,8 @@
       answers:                         # with `synth --scripted-agent`: the agent's reactions to the other side's
         - {asks: [jamon], lines: ["La carne está prohibida."]}    # words; {step} there: the next step's line
         - {asks: [euros], unless: [mil], lines: ["Rellene este formulario."]}  # not when a word begins "mil"
+        - {asks: [pagar], lines: ["Se lo repito: {rule}"]}  # {rule}: another wording of the last reaction that
+          # stood alone (no {step}); such an entry is used only after one
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
@@ -143,7 +145,7 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
                 for n, line in enumerate(lines, 1)},
              **{f"answers[{n}].lines": " ".join(answer.lines) for n, answer in enumerate(answers, 1)}}
     for name, text in texts.items():
-        own = {"step"} if name == "hints" or (key == "agent" and name.startswith("answers")) else set()
+        own = {"step", "rule"} if key == "agent" and name.startswith("answers") else {"step"} if name == "hints" else set()
         missing = _placeholders(text) - set(attributes) - own
         if missing:
             raise _fail(path, f"{key}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
