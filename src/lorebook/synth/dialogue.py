@@ -18,6 +18,8 @@ says the scenario's lines (its agenda steps' `lines` and its reactions in `answe
 outlines in the manner of M2M self-play (Shah et al., 2018), every agent turn in role by construction.
 With `late_answers`, the traveller answers a two-part question only in part and says the rest when it is
 next asked something, as people do; the agent then asks its question again (its step's `again` lines).
+A reaction line with `{rule}` says the agent's last standalone reaction again in another wording, so a
+question about goods that does not name them ("¿Me va a costar algo?") gets the rule just stated.
 """
 
 from __future__ import annotations
