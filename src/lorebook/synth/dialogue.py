@@ -161,11 +161,10 @@ def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, 
     viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught the persona to answer a
     goodbye with "¿Algo más?". Lines are picked seeded per conversation and turn, so a resumed run says the
     same."""
-    found = [(first, lines) for first, lines in asked_answers(side, asked) if conversation.rule or not says_rule(lines)]
-    if not found:
+    asked_first = [lines for lines in asked_answers(side, asked) if conversation.rule or not says_rule(lines)][:2]
+    if not asked_first:
         return []
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
-    asked_first = [lines for _, lines in found][:2]
     values = {**conversation.attributes, "step": "{step}"}  # an agent's reaction may place its next step
     if any(says_rule(lines) for lines in asked_first):
         values["rule"] = fresh_line(rng, conversation.rule, conversation.attributes, conversation)
@@ -183,20 +182,20 @@ def says_rule(lines: list[str]) -> bool:
 def standing_rule(side: Side, heard: str) -> list[str] | None:
     """The lines of the agent's reaction to `heard` that stands alone (no `{step}`: a rule, a direction), which a
     later `{rule}` reaction says again in another of its wordings."""
-    return next((lines for _, lines in asked_answers(side, heard)
+    return next((lines for lines in asked_answers(side, heard)
                  if not says_rule(lines) and not any("{step}" in line for line in lines)), None)
 
 
-def asked_answers(side: Side, asked: str) -> list[tuple[int, list[str]]]:
-    """The side's `answers` entries that `asked` asks for, each with the position of its first asking word, in
-    the order `asked` asks them (entries asked at the same word in the scenario's order)."""
+def asked_answers(side: Side, asked: str) -> list[list[str]]:
+    """The lines of the side's `answers` entries that `asked` asks for, in the order `asked` asks them (by the
+    position of each entry's first asking word; entries asked at the same word in the scenario's order)."""
     words = normalize_words(asked)
     found = []
     for asks, lines, unless in side.answers:
         first = next((i for i, word in enumerate(words) if word.startswith(asks)), None)
         if first is not None and not any(word.startswith(unless) for word in words):
             found.append((first, lines))
-    return sorted(found, key=lambda f: f[0])
+    return [lines for _, lines in sorted(found, key=lambda f: f[0])]
 
 
 def asks_question(side: Side, turn: str) -> bool:
