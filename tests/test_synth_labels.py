@@ -90,6 +90,35 @@ def test_list_prints_the_pending_replies_in_the_order_they_are_asked(tmp_path):
     assert runner.invoke(app, ["eval", "label", str(path), "--list"]).output.strip() == ""  # none left
 
 
+def test_by_conversation_reads_whole_conversations_blind_and_resumes(tmp_path):
+    """--by-conversation shows each conversation whole (rows shuffled, names hidden) and takes one answer per
+    conversation; a wrong answer stops with the labels so far kept, and the rest is asked on the next run."""
+    path = evaluation(tmp_path)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation", "--list"])
+    assert listed.exit_code == 0 and "in role?" not in listed.output and "base" not in listed.output
+    blocks = listed.output.split("== C")[1:]
+    assert [block.split()[0] for block in blocks] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all(block.count("traveller:") == 2 for block in blocks)  # the whole conversation, lines in order
+    answers = ["".join("y" if line.split(": ", 1)[1].startswith(("Su pasaporte", "¿")) else "n"
+                       for line in block.splitlines() if line.strip()[:2] in ("1:", "2:")) for block in blocks]
+    first = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation"],
+                          input=f"C1 {answers[0]} a note\n{answers[1]}\nC4 yy\n")
+    assert first.exit_code != 0 and "the answer for C4 came where C3 was asked" in first.output
+    saved = read_labels(tmp_path / "eval.labels.jsonl")
+    assert len(saved) == 4 and sum(label.get("note") == "a note" for label in saved.values()) == 2
+    bad = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation"], input="yyy\n")
+    assert bad.exit_code != 0 and "needs 2 y/n letters" in bad.output and len(read_labels(
+        tmp_path / "eval.labels.jsonl")) == 4
+    rest = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation"],
+                         input="".join(f"{answer}\n" for answer in answers[2:]))
+    assert rest.exit_code == 0 and "2 conversations to read" in rest.output
+    saved = read_labels(tmp_path / "eval.labels.jsonl").values()
+    assert {label["reply"] for label in saved if label["in_role"]} == {
+        "Su pasaporte, por favor.", "¿Cuántos días se queda?", "¿Dónde se aloja?"}
+    assert "tuned: in_role 3/4 (75%" in rest.output and "base: in_role 0/4" in rest.output
+
+
 def test_a_written_rule_is_shown_and_kept_with_each_label(tmp_path):
     path = evaluation(tmp_path)
     rule = tmp_path / "rule.md"

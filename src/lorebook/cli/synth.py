@@ -194,6 +194,10 @@ def label_command(
                                       "the turns labelled out of role, for `lorebook teach`"),
     rule_path: Path = typer.Option(None, "--rule", help="text file of the reading rule: shown before the first "
                                    "turn, its digest kept with each label"),
+    by_conversation: bool = typer.Option(False, "--by-conversation", help="show whole conversations (still blind, "
+                                         "shuffled across rows) and take one answer per conversation: a y or n per "
+                                         "reply in turn order, e.g. 'yyyyn' (with --list: print them all, then pipe "
+                                         "the answers in that order)"),
 ) -> None:
     """Read every agent turn of a persona evaluation, blind (rows shuffled together, names hidden), and say
     whether it is what the agent would say there; prints the share in role per row with 95% intervals.
@@ -214,7 +218,12 @@ def label_command(
     turns = agent_turns(read_evaluation(evaluation_path))
     labels_path = labels_path or evaluation_path.with_name(f"{evaluation_path.stem}.labels.jsonl")
     labels = read_labels(labels_path)
-    pending = [] if summary_only else to_label(turns, labels, seed)
+    if by_conversation:
+        if not summary_only and not _read_conversations(turns, labels, labels_path, seed, list_only, rule, digest):
+            return
+        pending = []
+    else:
+        pending = [] if summary_only else to_label(turns, labels, seed)
     if list_only:
         for number, turn in enumerate(pending, 1):
             _show_turn(turn, f"{number}/{len(pending)}", context)
@@ -256,6 +265,55 @@ def label_command(
         console.print(f"these labels were read under {len(rules)} rules ({', '.join(rules)}; per row: "
                       + "; ".join(f"{row} {counts['rules']}" for row, counts in summary.items())
                       + "): counts read under different rules do not compare closely", markup=False)
+
+
+def _show_conversation(chat, number: str, labels: dict) -> None:
+    """A whole conversation to read: each reply numbered by its turn, the ones read before marked with their label."""
+    console.print(f"\n== C{number}", markup=False)
+    shown = 0
+    for turn in chat:
+        for message in turn.before[shown:]:
+            who = "agent" if message["role"] == "assistant" else "traveller"
+            console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
+        done = labels.get(turn.key)
+        mark = f"{turn.turn:>2}" if done is None else ("y" if done["in_role"] else "n") + " read"
+        console.print(f"  {mark:>9}: {' '.join(turn.reply.split())}", markup=False)
+        shown = len(turn.before) + 1
+
+
+def _read_conversations(turns, labels, labels_path, seed, list_only, rule, digest) -> bool:
+    """Label a conversation at a time (or, with list_only, print them and return False); each conversation's
+    labels are written as soon as its answer is read, so a stop loses nothing."""
+    from lorebook.synth.labels import add_label, conversation_verdicts, conversations_to_label
+
+    chats = conversations_to_label(turns, labels, seed)
+    if list_only:
+        for number, chat in enumerate(chats, 1):
+            _show_conversation(chat, f"{number}/{len(chats)}", labels)
+        return False
+    if chats:
+        console.print(f"{len(chats)} conversations to read ({len(labels)} replies labelled before, kept in "
+                      f"{labels_path}). Answer a y (in role) or n per reply not read yet, in turn order, optionally "
+                      "followed by a note; s skips, q stops.", markup=False)
+        if rule:
+            console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
+    for number, chat in enumerate(chats, 1):
+        _show_conversation(chat, f"{number}/{len(chats)}", labels)
+        try:
+            answer = input("in role? [y/n per reply, s, q] ").strip()
+        except EOFError:
+            break
+        if answer.lower() in ("q", "s"):
+            if answer.lower() == "q":
+                break
+            continue
+        unread = [turn for turn in chat if turn.key not in labels]
+        verdicts, note = conversation_verdicts(answer, number, len(unread))
+        for turn, verdict in zip(unread, verdicts, strict=True):
+            labels[turn.key] = add_label(labels_path, turn, verdict, note, digest)
+    if chats:
+        print()  # the last prompt's line
+    return True
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,9 @@ appended to `eval.labels.jsonl` at once (a stopped session resumes where it stop
 A label is keyed by the row, the conversation, the turn and the reply's text, so an evaluation rerun that
 changed a reply asks again for that reply only. `summarize` gives, per row, the share in role with a Wilson
 interval, and the same for the turns of each half of the conversations (early turns are easy; drift is late).
+With `--by-conversation` the reader sees whole conversations (still shuffled across rows, names hidden) and
+answers each with one y/n letter per reply: a rule such as "the traveller walks out with goods that never got
+their rule" is judged on what comes after a reply too, which one reply with its context does not show.
 
 A reader's standard drifts: the same replies, read blind on two days, were 53 and 47 of 60 in role. So the rule
 the reader applies can be written down (`eval label --rule RULE.md`): it is shown before the first turn, and
@@ -110,6 +113,34 @@ def to_label(turns: list[AgentTurn], labels: dict[str, dict], seed: int = 0) -> 
     pending = [turn for turn in turns if turn.key not in labels]
     random.Random(seed).shuffle(pending)
     return pending
+
+
+def conversations_to_label(turns: list[AgentTurn], labels: dict[str, dict], seed: int = 0) -> list[list[AgentTurn]]:
+    """The conversations with a turn not labelled yet, each as its agent turns in order, in a seeded shuffle
+    across rows: the blind order of reading a whole conversation at a time (`eval label --by-conversation`),
+    where a reply is judged with everything after it in view too, as the reading rule's last clause needs."""
+    chats: dict[tuple[str, int], list[AgentTurn]] = {}
+    for turn in turns:
+        chats.setdefault((turn.row, turn.conversation), []).append(turn)
+    order = [chats[key] for key in sorted(chats)]
+    random.Random(f"by-conversation:{seed}").shuffle(order)  # all of them, so a resumed reading keeps its order
+    return [chat for chat in order if any(turn.key not in labels for turn in chat)]
+
+
+def conversation_verdicts(answer: str, number: int, pending: int) -> tuple[list[bool], str]:
+    """A conversation's answer, "[C3] yynny [note]": one y or n per reply not labelled yet, in turn order; the
+    optional C-number must be the conversation asked (so answers piped from a file cannot slip a line)."""
+    words = answer.split(maxsplit=2 if answer[:1] in "Cc" else 1)
+    if words and words[0][:1] in "Cc" and words[0][1:].isdigit():
+        if int(words[0][1:]) != number:
+            raise InputError(f"the answer for {words[0]} came where C{number} was asked",
+                             "write the answers in the order the conversations are listed")
+        words = words[1:]
+    verdicts = words[0].lower() if words else ""
+    if len(verdicts) != pending or set(verdicts) - set(VERDICTS):
+        raise InputError(f"C{number} needs {pending} y/n letters (one per reply not read yet), got {verdicts!r}",
+                         "answer e.g. 'yyn' for three replies; labels given so far are kept")
+    return [VERDICTS[letter] for letter in verdicts], " ".join(words[1:]).strip()
 
 
 def read_rule(path) -> tuple[str, str]:
