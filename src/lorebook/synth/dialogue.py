@@ -149,11 +149,12 @@ def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: in
     A small model playing the traveller drifts within a few turns (Russian, the officer's own question
     back, a trip to India), and every officer turn after that is taught on nonsense; scripted answers keep
     the other side sane and cost no teacher call. The parts are `answer_parts`."""
-    return " ".join(answer_parts(side, asked, conversation, seed, turn)) or None
+    return " ".join(answer_parts(asked_answers(side, asked), conversation, seed, turn)) or None
 
 
-def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, turn: int) -> list[str]:
-    """The side's scripted answers to each thing `asked` asks (of its `answers`), in the order it asked them.
+def answer_parts(matched: list[list[str]], conversation: Conversation, seed: int, turn: int) -> list[str]:
+    """The scripted answers to each thing a turn asks, from `matched` (`asked_answers` of that turn: the
+    lines of each `answers` entry it asks, in the order it asked them).
 
     A turn asking two things ("¿Cuánto tiempo se queda y dónde se aloja?") gets both answers (at most two: a
     traveller answers briefly). When one of two agent reactions stands alone (has no `{step}`), the other
@@ -161,7 +162,7 @@ def answer_parts(side: Side, asked: str, conversation: Conversation, seed: int, 
     viaje.", not "De nada. ¿Algo más? Siga por el pasillo… Adiós…", which taught the persona to answer a
     goodbye with "¿Algo más?". Lines are picked seeded per conversation and turn, so a resumed run says the
     same."""
-    asked_first = [lines for lines in asked_answers(side, asked) if conversation.rule or not says_rule(lines)][:2]
+    asked_first = [lines for lines in matched if conversation.rule or not says_rule(lines)][:2]
     if not asked_first:
         return []
     rng = random.Random(f"{seed}:answer:{conversation.index}:{turn}")
@@ -179,11 +180,11 @@ def says_rule(lines: list[str]) -> bool:
     return any("{rule}" in line for line in lines)
 
 
-def standing_rule(side: Side, heard: str) -> list[str] | None:
-    """The lines of the agent's reaction to `heard` that stands alone (no `{step}`: a rule, a direction), which a
-    later `{rule}` reaction says again in another of its wordings."""
-    return next((lines for lines in asked_answers(side, heard)
-                 if not says_rule(lines) and not any("{step}" in line for line in lines)), None)
+def standing_rule(matched: list[list[str]]) -> list[str] | None:
+    """Of the agent's reactions `matched` to a line (`asked_answers`), the lines of the one that stands alone
+    (no `{step}`: a rule, a direction), which a later `{rule}` reaction says again in another of its wordings."""
+    alone = (lines for lines in matched if not says_rule(lines) and not any("{step}" in line for line in lines))
+    return next(alone, None)
 
 
 def asked_answers(side: Side, asked: str) -> list[list[str]]:
@@ -217,7 +218,7 @@ def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: in
     if conversation.held and asked_answers(side, asked):
         line, conversation.held, conversation.late_at = conversation.held, None, len(conversation.turns)
         return line
-    parts = answer_parts(side, asked, conversation, seed, turn)
+    parts = answer_parts(asked_answers(side, asked), conversation, seed, turn)
     if len(parts) == 2 and random.Random(f"{seed}:late:{conversation.index}:{turn}").random() < late_answers:
         conversation.held = parts[1]
         return parts[0]
@@ -259,9 +260,10 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
         if again:
             return again
     heard = conversation.turns[-1]["text"] if conversation.turns else ""
-    reaction = scripted_answer(side, heard, conversation, seed, turn) if heard else None
+    matched = asked_answers(side, heard) if heard else []
+    reaction = " ".join(answer_parts(matched, conversation, seed, turn)) or None
     if reaction is not None and "{step}" not in reaction:
-        conversation.rule = standing_rule(side, heard) or conversation.rule
+        conversation.rule = standing_rule(matched) or conversation.rule
         return reaction
     step = first_uncovered(side, conversation, also=reaction or "")
     rng = random.Random(f"{seed}:step:{conversation.index}:{turn}")
