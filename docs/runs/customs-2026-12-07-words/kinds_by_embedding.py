@@ -21,13 +21,14 @@ HELD_OUT = {"cordero": "meat", "lamb": "meat", "salami": "meat", "paté": "meat"
             "loro": "pet", "parrot": "pet", "conejo": "pet", "gato": "pet", "tortuga": "pet",
             "doce mil dólares": "cash"}
 
-embedder = Embedder()
-names = list(KINDS)
-kind_vectors = embedder.embed(list(KINDS.values()))
-right = 0
-for (word, kind), vector in zip(HELD_OUT.items(), embedder.embed(list(HELD_OUT)), strict=True):
-    nearest = names[int((kind_vectors @ vector).argmax())]
-    right += nearest == kind
-    if nearest != kind:
-        print(f"{word} -> {nearest}")
-print(f"nearest kind right for {right} of {len(HELD_OUT)}")
+if __name__ == "__main__":
+    embedder = Embedder()
+    names = list(KINDS)
+    kind_vectors = embedder.embed(list(KINDS.values()))
+    right = 0
+    for (word, kind), vector in zip(HELD_OUT.items(), embedder.embed(list(HELD_OUT)), strict=True):
+        nearest = names[int((kind_vectors @ vector).argmax())]
+        right += nearest == kind
+        if nearest != kind:
+            print(f"{word} -> {nearest}")
+    print(f"nearest kind right for {right} of {len(HELD_OUT)}")

@@ -206,6 +206,8 @@ def label_command(
         VERDICTS,
         add_label,
         agent_turns,
+        conversation_verdicts,
+        conversations_to_label,
         read_evaluation,
         read_labels,
         read_rule,
@@ -218,32 +220,44 @@ def label_command(
     turns = agent_turns(read_evaluation(evaluation_path))
     labels_path = labels_path or evaluation_path.with_name(f"{evaluation_path.stem}.labels.jsonl")
     labels = read_labels(labels_path)
-    if by_conversation:
-        if not summary_only and not _read_conversations(turns, labels, labels_path, seed, list_only, rule, digest):
-            return
-        pending = []
+    if by_conversation:  # a whole conversation a time, one y/n letter per reply not read yet
+        pending = [] if summary_only else conversations_to_label(turns, labels, seed)
+        unit, before = "conversations", "replies labelled"
+        answer_help = "a y (in role) or n per reply not read yet, in turn order"
     else:
         pending = [] if summary_only else to_label(turns, labels, seed)
+        unit, before, answer_help = "replies", "labelled", "y (in role) or n"
+
+    def show(item, number: str) -> None:
+        if by_conversation:
+            _show_conversation(item, number, labels)
+        else:
+            _show_turn(item, number, context)
+
     if list_only:
-        for number, turn in enumerate(pending, 1):
-            _show_turn(turn, f"{number}/{len(pending)}", context)
+        for number, item in enumerate(pending, 1):
+            show(item, f"{number}/{len(pending)}")
         return
     if pending:
-        console.print(f"{len(pending)} replies to read ({len(labels)} labelled before, kept in {labels_path}). "
-                      "Answer y (in role) or n, optionally followed by a note; s skips, q stops.", markup=False)
+        console.print(f"{len(pending)} {unit} to read ({len(labels)} {before} before, kept in {labels_path}). "
+                      f"Answer {answer_help}, optionally followed by a note; s skips, q stops.", markup=False)
         if rule:
             console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
-    for number, turn in enumerate(pending, 1):
-        _show_turn(turn, f"{number}/{len(pending)}", context)
+    for number, item in enumerate(pending, 1):
+        show(item, f"{number}/{len(pending)}")
         try:
             answer = input("in role? [y/n/s/q] ").strip()
         except EOFError:
             break
-        verdict, _, note = answer.partition(" ")
-        if verdict.lower() == "q":
+        if answer.lower() == "q":
             break
-        if verdict.lower() in VERDICTS:
-            labels[turn.key] = add_label(labels_path, turn, VERDICTS[verdict.lower()], note.strip(), digest)
+        if by_conversation and answer.lower() != "s":
+            unread = [turn for turn in item if turn.key not in labels]
+            verdicts, note = conversation_verdicts(answer, number, len(unread))
+            for turn, verdict in zip(unread, verdicts, strict=True):
+                labels[turn.key] = add_label(labels_path, turn, verdict, note, digest)
+        elif not by_conversation and answer[:1].lower() in VERDICTS and answer[1:2] in ("", " "):
+            labels[item.key] = add_label(labels_path, item, VERDICTS[answer[0].lower()], answer[2:].strip(), digest)
     summary = summarize(turns, labels)
     if pending:
         print()  # the last prompt's line
@@ -279,41 +293,6 @@ def _show_conversation(chat, number: str, labels: dict) -> None:
         mark = f"{turn.turn:>2}" if done is None else ("y" if done["in_role"] else "n") + " read"
         console.print(f"  {mark:>9}: {' '.join(turn.reply.split())}", markup=False)
         shown = len(turn.before) + 1
-
-
-def _read_conversations(turns, labels, labels_path, seed, list_only, rule, digest) -> bool:
-    """Label a conversation at a time (or, with list_only, print them and return False); each conversation's
-    labels are written as soon as its answer is read, so a stop loses nothing."""
-    from lorebook.synth.labels import add_label, conversation_verdicts, conversations_to_label
-
-    chats = conversations_to_label(turns, labels, seed)
-    if list_only:
-        for number, chat in enumerate(chats, 1):
-            _show_conversation(chat, f"{number}/{len(chats)}", labels)
-        return False
-    if chats:
-        console.print(f"{len(chats)} conversations to read ({len(labels)} replies labelled before, kept in "
-                      f"{labels_path}). Answer a y (in role) or n per reply not read yet, in turn order, optionally "
-                      "followed by a note; s skips, q stops.", markup=False)
-        if rule:
-            console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
-    for number, chat in enumerate(chats, 1):
-        _show_conversation(chat, f"{number}/{len(chats)}", labels)
-        try:
-            answer = input("in role? [y/n per reply, s, q] ").strip()
-        except EOFError:
-            break
-        if answer.lower() in ("q", "s"):
-            if answer.lower() == "q":
-                break
-            continue
-        unread = [turn for turn in chat if turn.key not in labels]
-        verdicts, note = conversation_verdicts(answer, number, len(unread))
-        for turn, verdict in zip(unread, verdicts, strict=True):
-            labels[turn.key] = add_label(labels_path, turn, verdict, note, digest)
-    if chats:
-        print()  # the last prompt's line
-    return True
 
 
 def register(app: typer.Typer) -> None:
