@@ -110,8 +110,10 @@ def test_by_conversation_reads_whole_conversations_blind_and_resumes(tmp_path):
     bad = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation"], input="yyy\n")
     assert bad.exit_code != 0 and "needs 2 y/n letters" in bad.output and len(read_labels(
         tmp_path / "eval.labels.jsonl")) == 4
+    resumed = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation", "--list"])
+    assert resumed.output.split("== C")[1].startswith("3/4")  # a conversation keeps its number on a resume
     rest = runner.invoke(app, ["eval", "label", str(path), "--seed", "5", "--by-conversation"],
-                         input="".join(f"{answer}\n" for answer in answers[2:]))
+                         input=f"C3 {answers[2]}\n{answers[3]}\n")
     assert rest.exit_code == 0 and "2 conversations to read" in rest.output
     saved = read_labels(tmp_path / "eval.labels.jsonl").values()
     assert {label["reply"] for label in saved if label["in_role"]} == {

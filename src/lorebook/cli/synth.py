@@ -221,11 +221,14 @@ def label_command(
     labels_path = labels_path or evaluation_path.with_name(f"{evaluation_path.stem}.labels.jsonl")
     labels = read_labels(labels_path)
     if by_conversation:  # a whole conversation a time, one y/n letter per reply not read yet
-        pending = [] if summary_only else conversations_to_label(turns, labels, seed)
+        chats = [] if summary_only else conversations_to_label(turns, labels, seed)
+        total = len({(turn.row, turn.conversation) for turn in turns})
+        pending = [(number, f"{number}/{total}", chat) for number, chat in chats]
         unit, before = "conversations", "replies labelled"
         answer_help = "a y (in role) or n per reply not read yet, in turn order"
     else:
-        pending = [] if summary_only else to_label(turns, labels, seed)
+        replies = [] if summary_only else to_label(turns, labels, seed)
+        pending = [(number, f"{number}/{len(replies)}", turn) for number, turn in enumerate(replies, 1)]
         unit, before, answer_help = "replies", "labelled", "y (in role) or n"
 
     def show(item, number: str) -> None:
@@ -235,16 +238,16 @@ def label_command(
             _show_turn(item, number, context)
 
     if list_only:
-        for number, item in enumerate(pending, 1):
-            show(item, f"{number}/{len(pending)}")
+        for _, shown, item in pending:
+            show(item, shown)
         return
     if pending:
         console.print(f"{len(pending)} {unit} to read ({len(labels)} {before} before, kept in {labels_path}). "
                       f"Answer {answer_help}, optionally followed by a note; s skips, q stops.", markup=False)
         if rule:
             console.print(f"\nThe rule (digest {digest}):\n{rule}", markup=False)
-    for number, item in enumerate(pending, 1):
-        show(item, f"{number}/{len(pending)}")
+    for number, shown, item in pending:
+        show(item, shown)
         try:
             answer = input("in role? [y/n/s/q] ").strip()
         except EOFError:

@@ -115,16 +115,18 @@ def to_label(turns: list[AgentTurn], labels: dict[str, dict], seed: int = 0) -> 
     return pending
 
 
-def conversations_to_label(turns: list[AgentTurn], labels: dict[str, dict], seed: int = 0) -> list[list[AgentTurn]]:
-    """The conversations with a turn not labelled yet, each as its agent turns in order, in a seeded shuffle
-    across rows: the blind order of reading a whole conversation at a time (`eval label --by-conversation`),
-    where a reply is judged with everything after it in view too, as the reading rule's last clause needs."""
+def conversations_to_label(turns: list[AgentTurn], labels: dict[str, dict],
+                           seed: int = 0) -> list[tuple[int, list[AgentTurn]]]:
+    """The conversations with a turn not labelled yet, each as its number in the blind order and its agent turns
+    in order: a seeded shuffle across rows, the order of reading a whole conversation at a time (`eval label
+    --by-conversation`), where a reply is judged with everything after it in view too, as the reading rule's
+    last clause needs. The numbers count every conversation, so "C7" names the same one after a resume."""
     chats: dict[tuple[str, int], list[AgentTurn]] = {}
     for turn in turns:
         chats.setdefault((turn.row, turn.conversation), []).append(turn)
     order = [chats[key] for key in sorted(chats)]
     random.Random(f"by-conversation:{seed}").shuffle(order)  # all of them, so a resumed reading keeps its order
-    return [chat for chat in order if any(turn.key not in labels for turn in chat)]
+    return [(number, chat) for number, chat in enumerate(order, 1) if any(turn.key not in labels for turn in chat)]
 
 
 def conversation_verdicts(answer: str, number: int, pending: int) -> tuple[list[bool], str]:
