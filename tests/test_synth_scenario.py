@@ -62,10 +62,14 @@ def test_example_answers_are_not_eval_script_lines():
 
 
 def test_scripted_answer_follows_the_questions_in_order():
-    from lorebook.synth.dialogue import scripted_answer
+    from lorebook.synth.dialogue import answer_parts, asked_answers
 
     scenario = load_scenario(EXAMPLE)
     conversation = Conversation(3, sample_attributes(scenario, 0, 3), {})
+
+    def scripted_answer(side, asked, conversation, seed, turn):
+        return " ".join(answer_parts(asked_answers(side, asked), conversation, seed, turn)) or None
+
     both = scripted_answer(scenario.traveller, "¿Dónde se aloja y cuántos días se queda?", conversation, 0, 4)
     pools = {answer.asks[0]: answer.lines for answer in scenario.traveller.answers}
     lodging, days = pools["aloj"], pools["tiempo"]

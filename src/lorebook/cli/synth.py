@@ -169,12 +169,17 @@ def persona_eval_command(
                 console.print(f"{who:>9}: {' '.join(message['content'].split())[:160]}", markup=False)
 
 
+def _show_message(message: dict) -> None:
+    """A line of the conversation before a reply to read, on one line, with who said it."""
+    who = "agent" if message["role"] == "assistant" else "traveller"
+    console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
+
+
 def _show_turn(turn, number: str, context: int) -> None:
     """One reply to read, after the `context` lines before it (0: the whole conversation)."""
     console.print(f"\n[{number}] agent turn {turn.turn}", markup=False)
     for message in turn.before[-context:] if context else turn.before:
-        who = "agent" if message["role"] == "assistant" else "traveller"
-        console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
+        _show_message(message)
     console.print(f"  {'REPLY':>9}: {' '.join(turn.reply.split())}", markup=False)
 
 
@@ -252,15 +257,16 @@ def label_command(
             answer = input("in role? [y/n/s/q] ").strip()
         except EOFError:
             break
-        if answer.lower() == "q":
+        verdict, _, note = answer.partition(" ")
+        if verdict.lower() == "q":
             break
-        if by_conversation and answer.lower() != "s":
+        if by_conversation and verdict.lower() != "s":
             unread = [turn for turn in item if turn.key not in labels]
             verdicts, note = conversation_verdicts(answer, number, len(unread))
-            for turn, verdict in zip(unread, verdicts, strict=True):
-                labels[turn.key] = add_label(labels_path, turn, verdict, note, digest)
-        elif not by_conversation and answer[:1].lower() in VERDICTS and answer[1:2] in ("", " "):
-            labels[item.key] = add_label(labels_path, item, VERDICTS[answer[0].lower()], answer[2:].strip(), digest)
+            for turn, in_role in zip(unread, verdicts, strict=True):
+                labels[turn.key] = add_label(labels_path, turn, in_role, note, digest)
+        elif not by_conversation and verdict.lower() in VERDICTS:
+            labels[item.key] = add_label(labels_path, item, VERDICTS[verdict.lower()], note.strip(), digest)
     summary = summarize(turns, labels)
     if pending:
         print()  # the last prompt's line
@@ -290,8 +296,7 @@ def _show_conversation(chat, number: str, labels: dict) -> None:
     shown = 0
     for turn in chat:
         for message in turn.before[shown:]:
-            who = "agent" if message["role"] == "assistant" else "traveller"
-            console.print(f"  {who:>9}: {' '.join(message['content'].split())}", markup=False)
+            _show_message(message)
         done = labels.get(turn.key)
         mark = f"{turn.turn:>2}" if done is None else ("y" if done["in_role"] else "n") + " read"
         console.print(f"  {mark:>9}: {' '.join(turn.reply.split())}", markup=False)

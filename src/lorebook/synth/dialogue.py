@@ -143,18 +143,13 @@ def followup_lines(side: Side, conversation: Conversation, seed: int, count: int
     return [fill(line, conversation.attributes) for line in lines]
 
 
-def scripted_answer(side: Side, asked: str, conversation: Conversation, seed: int, turn: int) -> str | None:
-    """The side's scripted answer to the other side's turn `asked`, or None when it asks none of `answers`.
+def answer_parts(matched: list[list[str]], conversation: Conversation, seed: int, turn: int) -> list[str]:
+    """The scripted answers to each thing a turn asks, from `matched` (`asked_answers` of that turn: the
+    lines of each `answers` entry it asks, in the order it asked them); none when it asks none of them.
 
     A small model playing the traveller drifts within a few turns (Russian, the officer's own question
     back, a trip to India), and every officer turn after that is taught on nonsense; scripted answers keep
-    the other side sane and cost no teacher call. The parts are `answer_parts`."""
-    return " ".join(answer_parts(asked_answers(side, asked), conversation, seed, turn)) or None
-
-
-def answer_parts(matched: list[list[str]], conversation: Conversation, seed: int, turn: int) -> list[str]:
-    """The scripted answers to each thing a turn asks, from `matched` (`asked_answers` of that turn: the
-    lines of each `answers` entry it asks, in the order it asked them).
+    the other side sane and cost no teacher call.
 
     A turn asking two things ("¿Cuánto tiempo se queda y dónde se aloja?") gets both answers (at most two: a
     traveller answers briefly). When one of two agent reactions stands alone (has no `{step}`), the other

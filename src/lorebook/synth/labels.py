@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from lorebook.errors import InputError
 from lorebook.evaluate.stats import share
 
 VERDICTS = {"y": True, "n": False}
+ANSWER = re.compile(r"(?:[Cc](\d+)\s+)?(\S*)\s*(.*)", re.DOTALL)  # a conversation's "[C3] yynny [note]"
 
 
 @dataclass
@@ -132,17 +134,15 @@ def conversations_to_label(turns: list[AgentTurn], labels: dict[str, dict],
 def conversation_verdicts(answer: str, number: int, pending: int) -> tuple[list[bool], str]:
     """A conversation's answer, "[C3] yynny [note]": one y or n per reply not labelled yet, in turn order; the
     optional C-number must be the conversation asked (so answers piped from a file cannot slip a line)."""
-    words = answer.split(maxsplit=2 if answer[:1] in "Cc" else 1)
-    if words and words[0][:1] in "Cc" and words[0][1:].isdigit():
-        if int(words[0][1:]) != number:
-            raise InputError(f"the answer for {words[0]} came where C{number} was asked",
-                             "write the answers in the order the conversations are listed")
-        words = words[1:]
-    verdicts = words[0].lower() if words else ""
+    given, verdicts, note = ANSWER.fullmatch(answer.strip()).groups()
+    if given is not None and int(given) != number:
+        raise InputError(f"the answer for C{given} came where C{number} was asked",
+                         "write the answers in the order the conversations are listed")
+    verdicts = verdicts.lower()
     if len(verdicts) != pending or set(verdicts) - set(VERDICTS):
         raise InputError(f"C{number} needs {pending} y/n letters (one per reply not read yet), got {verdicts!r}",
                          "answer e.g. 'yyn' for three replies; labels given so far are kept")
-    return [VERDICTS[letter] for letter in verdicts], " ".join(words[1:]).strip()
+    return [VERDICTS[letter] for letter in verdicts], note
 
 
 def read_rule(path) -> tuple[str, str]:
