@@ -146,6 +146,28 @@ def test_a_followup_waits_for_the_answer_to_the_agents_question(tmp_path):
         assert "receta" in texts[at + 1] and texts[at + 2] in prescriptions and texts[at + 4] == "Adiós."
 
 
+def test_a_followup_waits_for_the_answer_to_a_held_rule(tmp_path):
+    """A rule that `holds` goods pending is a statement, yet the traveller answers it before its next followup
+    (going on to "Adiós." taught the persona to show the way out after a rule); without `holds` it does not."""
+    import dataclasses
+
+    scenario = load_scenario(EXAMPLE)
+    meat = next(answer for answer in scenario.agent.answers if "jamon" in answer.asks)
+    held = [answer._replace(holds=True) if answer is meat else answer for answer in scenario.agent.answers]
+    config = SynthConfig(n=4, turns=24, batch_size=2, followups=2, scripted_answers=True, scripted_agent=True)
+    reactions = next(answer.lines for answer in scenario.traveller.answers if "dejar" in answer.asks)
+    for agent, waits in ((dataclasses.replace(scenario.agent, answers=held), True), (scenario.agent, False)):
+        late_goods = dataclasses.replace(scenario, agent=agent, traveller=dataclasses.replace(
+            scenario.traveller, followups=["Una cosa más: traigo un jamón.", "Adiós."]))
+        out = tmp_path / f"held-{waits}.jsonl"
+        run_synth(late_goods, config, out, teacher=FakeTeacher(die_after_calls=0), progress=False)
+        for record in lines(out):
+            texts = [turn["text"] for turn in record["metadata"]["turns"]]
+            at = texts.index("Una cosa más: traigo un jamón.")
+            assert texts[at + 1] in meat.lines
+            assert (texts[at + 2] in reactions and texts[at + 4] == "Adiós.") if waits else texts[at + 2] == "Adiós."
+
+
 def test_late_answers_make_the_agent_ask_again_in_the_outlines(tmp_path):
     """Outlines with --late-answers 1: the stay-and-address question gets the stay alone, the address comes in
     answer to the declaration question, and the officer asks the declaration again (one of the step's `again`

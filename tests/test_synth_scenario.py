@@ -199,6 +199,53 @@ def test_a_question_about_the_goods_gets_the_last_rule_again(tmp_path):
         load_scenario(write(tmp_path, data))
 
 
+def test_goods_held_pending_get_the_pending_lines_until_the_end(tmp_path):
+    """`holds`: once the officer has stated the meat rule, the decision step says its `pending` line (no plain
+    admission), "¿Necesito algo más?" gets the rule again instead of the way out, a direction said meanwhile
+    does not replace the rule that `{rule}` repeats, and the traveller's answer to the rule is awaited."""
+    from lorebook.synth.dialogue import awaits_answer, scripted_turn
+
+    data = minimal()
+    meat = ["La carne no puede entrar.", "Tiene que dejar la carne aquí."]
+    data["agent"].update(
+        agenda=[{"step": "Pregunta qué lleva.", "done": ["declar"], "lines": ["¿Lleva algo que declarar?"]},
+                {"step": "Decide.", "done": ["bienvenid", "resuel"], "lines": ["Bienvenido a España."],
+                 "pending": ["Resuelto eso, puede pasar."]},
+                {"step": "Contesta.", "lines": ["Siga hacia la salida."], "pending": ["Recuerde: {rule}"]}],
+        answers=[{"asks": ["jamon"], "holds": True, "lines": meat},
+                 {"asks": ["cinta"], "lines": ["La cinta está detrás."]},
+                 {"asks": ["necesito"], "lines": ["No, siga hacia la salida."], "pending": ["Antes de irse: {rule}"]}])
+    data["traveller"]["answers"] = [{"asks": ["carne"], "lines": ["¿Y si es un regalo?"]}]
+    scenario = load_scenario(write(tmp_path, data))
+    conversation = Conversation(0, {}, {}, turns=[{"role": "agent", "text": "¿Lleva algo que declarar?"},
+                                                  {"role": "traveller", "text": "¿Necesito algo más?"}])
+    assert scripted_turn(scenario.agent, conversation, 0, 1) == "No, siga hacia la salida."  # nothing held yet
+    conversation.turns[-1]["text"] = "Llevo un jamón."
+    rule = scripted_turn(scenario.agent, conversation, 0, 1)
+    assert rule in meat and conversation.holding and conversation.ruled_at == 2
+    conversation.turns.append({"role": "agent", "text": rule})
+    assert awaits_answer(scenario.traveller, conversation)  # a statement, but a held rule the traveller answers
+    conversation.turns.append({"role": "traveller", "text": "Vale."})
+    assert scripted_turn(scenario.agent, conversation, 0, 3) == "Resuelto eso, puede pasar."
+    conversation.turns += [{"role": "agent", "text": "Resuelto eso, puede pasar."},
+                           {"role": "traveller", "text": "¿Y la cinta?"}]
+    assert scripted_turn(scenario.agent, conversation, 0, 5) == "La cinta está detrás."
+    assert conversation.rule == meat  # a direction does not replace the held rule
+    conversation.turns += [{"role": "agent", "text": "La cinta está detrás."},
+                           {"role": "traveller", "text": "¿Necesito algo más?"}]
+    assert not awaits_answer(scenario.traveller, conversation)
+    assert scripted_turn(scenario.agent, conversation, 0, 7) == f"Antes de irse: {({*meat} - {rule}).pop()}"
+    conversation.turns += [{"role": "agent", "text": "Antes de irse: …"}, {"role": "traveller", "text": "Vale."}]
+    assert scripted_turn(scenario.agent, conversation, 0, 9).startswith("Recuerde: ")
+    data["agent"]["answers"][0]["holds"] = "yes"
+    with pytest.raises(InputError, match=r"agent.answers\[1\]"):
+        load_scenario(write(tmp_path, data))
+    data["agent"]["answers"][0]["holds"] = True
+    data["agent"]["agenda"][1]["pending"] = ["Hasta {planet}."]
+    with pytest.raises(InputError, match=r"agenda\[2\].pending: uses undefined attribute"):
+        load_scenario(write(tmp_path, data))
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("language"), "language"),
     (lambda d: d.update(opening="nobody"), "opening"),

@@ -19,7 +19,9 @@ outlines in the manner of M2M self-play (Shah et al., 2018), every agent turn in
 With `late_answers`, the traveller answers a two-part question only in part and says the rest when it is
 next asked something, as people do; the agent then asks its question again (its step's `again` lines).
 A reaction line with `{rule}` says the agent's last standalone reaction again in another wording, so a
-question about goods that does not name them ("¿Me va a costar algo?") gets the rule just stated.
+question about goods that does not name them ("¿Me va a costar algo?") gets the rule just stated. A reaction
+that `holds` leaves the goods pending: the traveller answers it before any followup, and from then on the
+agent's reactions and agenda steps with `pending` lines say those (the referral again, not the way out).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Conversation:
     held: str | None = None  # the part of a two-part answer the traveller keeps for later (late_answers)
     late_at: int | None = None  # the turn where it said that part instead of answering the agent
     rule: list[str] | None = None  # the lines of the agent's last reaction that stood alone, for `{rule}`
+    holding: bool = False  # the agent said a reaction that `holds`: goods are pending (its `pending` lines apply)
+    ruled_at: int | None = None  # the turn where it said the last such reaction (the traveller answers it next)
 
     @property
     def done(self) -> bool:
@@ -182,16 +186,22 @@ def standing_rule(matched: list[list[str]]) -> list[str] | None:
     return next(alone, None)
 
 
-def asked_answers(side: Side, asked: str) -> list[list[str]]:
+def asked_answers(side: Side, asked: str, holding: bool = False) -> list[list[str]]:
     """The lines of the side's `answers` entries that `asked` asks for, in the order `asked` asks them (by the
-    position of each entry's first asking word; entries asked at the same word in the scenario's order)."""
+    position of each entry's first asking word; entries asked at the same word in the scenario's order); while
+    goods are `holding`, an entry's `pending` lines where it has them."""
     words = normalize_words(asked)
     found = []
-    for asks, lines, unless in side.answers:
-        first = next((i for i, word in enumerate(words) if word.startswith(asks)), None)
-        if first is not None and not any(word.startswith(unless) for word in words):
-            found.append((first, lines))
+    for answer in side.answers:
+        first = next((i for i, word in enumerate(words) if word.startswith(answer.asks)), None)
+        if first is not None and not any(word.startswith(answer.unless) for word in words):
+            found.append((first, list(answer.pending) if holding and answer.pending else answer.lines))
     return [lines for _, lines in sorted(found, key=lambda f: f[0])]
+
+
+def holds(side: Side, lines: list[str] | None) -> bool:
+    """Whether `lines` are those of one of the side's answers that `holds` goods pending."""
+    return lines is not None and any(answer.holds and answer.lines == lines for answer in side.answers)
 
 
 def asks_question(side: Side, turn: str) -> bool:
@@ -199,6 +209,15 @@ def asks_question(side: Side, turn: str) -> bool:
     answers: a followup waits for its answer, while a statement that only names such a thing ("Sí, tome su
     pasaporte.", "Esa cantidad no se declara.") does not hold it up."""
     return ("?" in turn or "por favor" in turn.lower()) and bool(asked_answers(side, turn))
+
+
+def awaits_answer(side: Side, conversation: Conversation) -> bool:
+    """Whether the traveller (`side`) answers the agent's last turn before saying its next followup: a
+    question it answers (`asks_question`), or goods the agent just held pending with a rule it answers
+    (a followup that goes on to "¿Está todo bien?" taught the persona to show the way out after a rule)."""
+    last = conversation.turns[-1]["text"]
+    just_ruled = conversation.ruled_at == len(conversation.turns) - 1 and bool(asked_answers(side, last))
+    return asks_question(side, last) or just_ruled
 
 
 def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: int, late_answers: float = 0.0) -> str | None:
@@ -255,14 +274,22 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
         if again:
             return again
     heard = conversation.turns[-1]["text"] if conversation.turns else ""
-    matched = asked_answers(side, heard) if heard else []
+    matched = asked_answers(side, heard, conversation.holding) if heard else []
     reaction = " ".join(answer_parts(matched, conversation, seed, turn)) or None
     if reaction is not None and "{step}" not in reaction:
-        conversation.rule = standing_rule(matched) or conversation.rule
+        standing = standing_rule(matched)
+        if holds(side, standing):
+            conversation.holding, conversation.ruled_at = True, len(conversation.turns)
+        if standing and (holds(side, standing) or not conversation.holding):  # a direction does not replace
+            conversation.rule = standing  # the rule that holds goods pending: `{rule}` keeps saying that
         return reaction
     step = first_uncovered(side, conversation, also=reaction or "")
     rng = random.Random(f"{seed}:step:{conversation.index}:{turn}")
-    line = fresh_line(rng, step.lines, conversation.attributes, conversation) if step and step.lines else ""
+    lines = step.pending if step and conversation.holding and step.pending else step.lines if step else []
+    values = conversation.attributes
+    if any("{rule}" in line for line in lines) and conversation.rule:
+        values = {**values, "rule": fresh_line(rng, conversation.rule, conversation.attributes, conversation)}
+    line = fresh_line(rng, list(lines), values, conversation) if lines else ""
     if reaction is None:
         return line or None
     head, _, tail = reaction.partition("{step}")
@@ -287,7 +314,7 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
     Scripted followups take no teacher call, so a small traveller model cannot parrot there; with
     `scripted_answers`, the traveller's other turns are `traveller_answer`s where the agent asked one of them
     (`late_answers`: the share of two-part questions answered late), and a followup waits while the agent's
-    last turn is a question the traveller answers (`asks_question`); with `scripted_agent`, the agent says
+    last turn is a question or a held rule the traveller answers (`awaits_answer`); with `scripted_agent`, the agent says
     its `scripted_turn` wherever the scenario has one."""
     for turn in range(max_turns):
         active = [c for c in conversations if not c.done]
@@ -299,7 +326,7 @@ def play(scenario: Scenario, conversations: list[Conversation], teacher, max_tur
             scripted = [opener(scenario, c, seed) for c in active]
         else:
             scripted = [c.pending.pop(0) if c.pending and role != "agent" and not (
-                scripted_answers and asks_question(side, c.turns[-1]["text"])) else None for c in active]
+                scripted_answers and awaits_answer(side, c)) else None for c in active]
             if scripted_answers and role != "agent":
                 scripted = [line if line is not None else traveller_answer(side, c, seed, turn, late_answers)
                             for c, line in zip(active, scripted)]

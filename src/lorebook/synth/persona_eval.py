@@ -21,6 +21,7 @@ judge of role-play; point it at a strong model behind an OpenAI-compatible URL.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field, replace
@@ -271,7 +272,7 @@ def role_messages(role: str, chats: list[list[dict]]) -> list[list[dict]]:
     """One judge prompt per agent turn: the role, the traveller's line before it, the reply."""
     prompts = []
     for chat in chats:
-        for before, message in zip(chat, chat[1:]):
+        for before, message in itertools.pairwise(chat):
             if message["role"] == "assistant":
                 text = ROLE_PROMPT.format(role=role.strip(), line=before["content"].strip()[:400],
                                           reply=message["content"].strip()[:600] or "(empty)")

@@ -21,6 +21,9 @@
         - {asks: [euros], unless: [mil], lines: ["Rellene este formulario."]}  # not when a word begins "mil"
         - {asks: [pagar], lines: ["Se lo repito: {rule}"]}  # {rule}: another wording of the last reaction that
           # stood alone (no {step}); such an entry is used only after one
+        - {asks: [salchichon], holds: true, lines: ["Pase por la mesa de inspección."]}  # holds: once said, the
+          # goods are pending, and entries and agenda steps with `pending` lines say those instead of `lines`
+        - {asks: [necesito], lines: ["Puede seguir."], pending: ["Como le decía: {rule}"]}
     traveller:
       system: "You are a traveller from {nationality}…"
       examples: […]
@@ -59,21 +62,28 @@ SIDE_KEYS = {"system", "hints", "examples", "closings", "openers", "followups", 
 class AgendaStep(NamedTuple):
     """One step of a side's agenda: the teacher's instruction, the words that mark it covered, the lines
     the side says for it itself with `synth --scripted-agent` (none: the teacher writes that turn), and the
-    lines it asks again with when the other side answered something else (`synth --late-answers`)."""
+    lines it asks again with when the other side answered something else (`synth --late-answers`), and the
+    lines it says instead while goods are pending (after a `holds` answer; `{rule}` says that answer again)."""
 
     step: str
     done: tuple[str, ...]  # normalized word beginnings
     lines: list[str]
     again: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
 
 
 class Answer(NamedTuple):
     """A scripted answer: said when a word of the other side's turn begins with one of `asks`, unless one
-    begins with one of `unless` ("tres mil euros" is not the "euros" of a sum to declare)."""
+    begins with one of `unless` ("tres mil euros" is not the "euros" of a sum to declare). An agent's answer
+    that `holds` leaves goods pending once said (a rule, a referral to the inspection desk); from then on
+    answers with `pending` lines say those instead: "¿Necesito enseñar algo más?" gets the referral again, not
+    the way out."""
 
     asks: tuple[str, ...]
     lines: list[str]
     unless: tuple[str, ...] = ()
+    holds: bool = False
+    pending: tuple[str, ...] = ()
 
 
 @dataclass
@@ -143,7 +153,7 @@ def _side(path, key: str, raw, attributes: dict) -> Side:
     texts = {"system": system, "hints": raw.get("hints") or "",
              **{f"{name}[{n}]": line for name, lines in (("openers", openers), ("followups", followups))
                 for n, line in enumerate(lines, 1)},
-             **{f"answers[{n}].lines": " ".join(answer.lines) for n, answer in enumerate(answers, 1)}}
+             **{f"answers[{n}].lines": " ".join(answer.lines + list(answer.pending)) for n, answer in enumerate(answers, 1)}}
     for name, text in texts.items():
         own = {"step", "rule"} if key == "agent" and name.startswith("answers") else {"step"} if name == "hints" else set()
         missing = _placeholders(text) - set(attributes) - own
@@ -172,22 +182,24 @@ def _lines(path, key: str, raw: dict) -> list[str]:
 def _answers(path, key: str, raw) -> list[Answer]:
     """A side's scripted answers: each entry names the words of a question (`asks`, one word or word
     beginning per entry: the traveller answers when a word of the agent's turn begins with one), optionally
-    words that rule it out (`unless`), and the lines to answer with."""
+    words that rule it out (`unless`), and the lines to answer with; an agent's entry may hold goods pending
+    (`holds: true`) or say other lines while they are (`pending`)."""
     answers = []
     if raw is not None and not isinstance(raw, list):
         raise _fail(path, key, "must be a list of {asks, lines} entries",
                     'e.g. answers: [{asks: [pasaport], lines: ["Aquí tiene."]}]')
     for number, item in enumerate(raw or [], 1):
         where = f"{key}[{number}]"
-        if not (isinstance(item, dict) and {"asks", "lines"} <= set(item) <= {"asks", "lines", "unless"}):
-            raise _fail(path, where, "must be a mapping with asks and lines (and optionally unless)",
+        if not (isinstance(item, dict) and {"asks", "lines"} <= set(item) <= {"asks", "lines", "unless", "holds", "pending"}
+                and isinstance(item.get("holds", False), bool)):
+            raise _fail(path, where, "must be a mapping with asks and lines (and optionally unless, holds: true|false, pending)",
                         'e.g. - {asks: [pasaport], lines: ["Aquí tiene."]}')
         asks = _single_words(path, f"{where}.asks", item["asks"], "asks: [pasaport, passport]", required=True)
         unless = _single_words(path, f"{where}.unless", item.get("unless", []), "unless: [mil]")
         lines = _lines(path, f"{where}.lines", item)
         if not lines:
             raise _fail(path, f"{where}.lines", "is empty", 'e.g. lines: ["Aquí tiene."]')
-        answers.append(Answer(asks, lines, unless))
+        answers.append(Answer(asks, lines, unless, item.get("holds", False), tuple(_lines(path, f"{where}.pending", item))))
     return answers
 
 
@@ -224,17 +236,19 @@ def _agenda(path, key: str, raw: dict, attributes: dict) -> list[AgendaStep]:
     for number, item in enumerate(raw.get("agenda") or [], 1):
         where = f"{key}.agenda[{number}]"
         if not (isinstance(item, dict) and isinstance(item.get("step"), str) and item["step"].strip()
-                and not set(item) - {"step", "done", "lines", "again"}):
-            raise _fail(path, where, "must be a mapping with a step and optional done words, lines and again",
+                and not set(item) - {"step", "done", "lines", "again", "pending"}):
+            raise _fail(path, where, "must be a mapping with a step and optional done words, lines, again and pending",
                         'e.g. - {step: "Pide el pasaporte.", done: [pasaport]}')
         done = _beginnings(path, f"{where}.done", item.get("done"), "e.g. done: [pasaport]")
         lines, again = _lines(path, f"{where}.lines", item), _lines(path, f"{where}.again", item)
-        for name, text in (("step", item["step"]), ("lines", " ".join(lines)), ("again", " ".join(again))):
-            missing = _placeholders(text) - set(attributes)
+        pending = _lines(path, f"{where}.pending", item)
+        for name, text in (("step", item["step"]), ("lines", " ".join(lines)), ("again", " ".join(again)),
+                           ("pending", " ".join(pending))):
+            missing = _placeholders(text) - set(attributes) - ({"rule"} if name == "pending" else set())
             if missing:
                 raise _fail(path, f"{where}.{name}", f"uses undefined attribute(s) {', '.join(sorted(missing))}",
                             "add them under attributes: or remove the {placeholders}")
-        agenda.append(AgendaStep(item["step"].strip(), done, lines, tuple(again)))
+        agenda.append(AgendaStep(item["step"].strip(), done, lines, tuple(again), tuple(pending)))
     return agenda
 
 
