@@ -1,19 +1,22 @@
 # Run from this folder: python candidates_at_goods_questions.py > candidates_at_goods_questions.txt (about 4 min on 2 cores)
 """At the goods questions (turns 7 and 8) of customs-es18's stored held-out conversations: is a rule or the
 referral among the six candidates, and which one does the moments picker keep?"""
-import json, re
+import json
+import re
+from pathlib import Path
+
 from lorebook.chat.moments import candidate_replies, picker_for
-from lorebook.synth.persona_eval import PersonaEvalConfig, subjects, _load_engine
+from lorebook.synth.persona_eval import PersonaEvalConfig, _load_engine, subjects
 
 RULE = re.compile(r"inspecci|l[ií]mite|certificado|cartilla|formulario|impreso|prohibid|no se puede introducir|"
-                  r"impuestos|no entra|carne|rabia|dejarl", re.I)
+                  r"impuestos|no entra|carne|rabia|dejarl", re.IGNORECASE)
 subject = subjects(PersonaEvalConfig(persona="customs-es18-pending.yaml", scenario="../../../examples/customs-checkpoint-es.yaml",
                                      baseline=False))[0]
 engine = _load_engine(subject)
 picker = picker_for(subject.moments)
 contexts = []
 for name in ("fresh8-es18-pending.json", "fresh7-es18-pending.json", "fresh6-es18-pending.json"):
-    for chat in json.load(open(name))["rows"][0]["conversations"]:
+    for chat in json.loads(Path(name).read_text())["rows"][0]["conversations"]:
         for turn in (7, 8):
             cut = 1 + 2 * turn - 1  # system + (user, assistant) * (turn - 1) + the user line
             contexts.append((name[:6], turn, chat[:cut], chat[cut]["content"]))
