@@ -1,6 +1,6 @@
-# Run from this folder: python candidates_at_goods_questions.py > candidates_at_goods_questions.txt (about 4 min on 2 cores)
 """At the goods questions (turns 7 and 8) of customs-es18's stored held-out conversations: is a rule or the
-referral among the six candidates, and which one does the moments picker keep?"""
+referral among the six candidates, and which one does the moments picker keep? Run from this folder:
+`python candidates_at_goods_questions.py > candidates_at_goods_questions.txt` (about 4 min on 2 cores)."""
 import json
 import re
 from pathlib import Path
