@@ -53,12 +53,16 @@ class Conversation:
     held: str | None = None  # the part of a two-part answer the traveller keeps for later (late_answers)
     late_at: int | None = None  # the turn where it said that part instead of answering the agent
     rule: list[str] | None = None  # the lines of the agent's last reaction that stood alone, for `{rule}`
-    holding: bool = False  # the agent said a reaction that `holds`: goods are pending (its `pending` lines apply)
-    ruled_at: int | None = None  # the turn where it said the last such reaction (the traveller answers it next)
+    ruled_at: int | None = None  # the turn of the agent's last reaction that `holds` (the traveller answers it next)
 
     @property
     def done(self) -> bool:
         return self.ended_by is not None
+
+    @property
+    def holding(self) -> bool:
+        """Whether the agent has said a reaction that `holds`: goods are pending, `pending` lines apply."""
+        return self.ruled_at is not None
 
 
 def speaker(scenario: Scenario, turn: int) -> str:
@@ -216,8 +220,8 @@ def awaits_answer(side: Side, conversation: Conversation) -> bool:
     question it answers (`asks_question`), or goods the agent just held pending with a rule it answers
     (a followup that goes on to "¿Está todo bien?" taught the persona to show the way out after a rule)."""
     last = conversation.turns[-1]["text"]
-    just_ruled = conversation.ruled_at == len(conversation.turns) - 1 and bool(asked_answers(side, last))
-    return asks_question(side, last) or just_ruled
+    just_ruled = conversation.ruled_at == len(conversation.turns) - 1
+    return asks_question(side, last) or (just_ruled and bool(asked_answers(side, last)))
 
 
 def traveller_answer(side: Side, conversation: Conversation, seed: int, turn: int, late_answers: float = 0.0) -> str | None:
@@ -278,16 +282,17 @@ def scripted_turn(side: Side, conversation: Conversation, seed: int, turn: int) 
     reaction = " ".join(answer_parts(matched, conversation, seed, turn)) or None
     if reaction is not None and "{step}" not in reaction:
         standing = standing_rule(matched)
-        if holds(side, standing):
-            conversation.holding, conversation.ruled_at = True, len(conversation.turns)
-        if standing and (holds(side, standing) or not conversation.holding):  # a direction does not replace
-            conversation.rule = standing  # the rule that holds goods pending: `{rule}` keeps saying that
+        held = holds(side, standing)
+        if standing and (held or not conversation.holding):  # a direction does not replace the rule that
+            conversation.rule = standing  # holds goods pending: `{rule}` keeps saying that
+        if held:
+            conversation.ruled_at = len(conversation.turns)
         return reaction
     step = first_uncovered(side, conversation, also=reaction or "")
     rng = random.Random(f"{seed}:step:{conversation.index}:{turn}")
     lines = step.pending if step and conversation.holding and step.pending else step.lines if step else []
     values = conversation.attributes
-    if any("{rule}" in line for line in lines) and conversation.rule:
+    if says_rule(lines) and conversation.rule:
         values = {**values, "rule": fresh_line(rng, conversation.rule, conversation.attributes, conversation)}
     line = fresh_line(rng, list(lines), values, conversation) if lines else ""
     if reaction is None:
